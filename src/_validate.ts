@@ -1,0 +1,70 @@
+// Constructor-time checks shared by every credential. They throw TypeError/RangeError naming the
+// option, so bad input fails where it was written, not on first use.
+
+const TENANT_RE = /^[0-9a-zA-Z.-]+$/
+
+/** Throws unless `tenantId` looks like a GUID or a domain (Entra's own rule). */
+export function _checkTenantId(tenantId: unknown, option = 'tenantId'): string {
+  if (typeof tenantId !== 'string' || !TENANT_RE.test(tenantId)) {
+    throw new TypeError(
+      `${option} must be a tenant GUID or domain (letters, digits, '.', '-'); check the value you passed`,
+    )
+  }
+  return tenantId
+}
+
+/** Throws unless `value` is a non-empty string. */
+export function _checkString(value: unknown, option: string): string {
+  if (typeof value !== 'string' || value.trim() === '') {
+    throw new TypeError(`${option} must be a non-empty string`)
+  }
+  return value
+}
+
+/** Whether a host name is loopback (where plain http is acceptable for emulators and tests). */
+export function _isLoopback(hostname: string): boolean {
+  const h = hostname.replace(/^\[|\]$/g, '')
+  return h === 'localhost' || h === '::1' || /^127(\.\d{1,3}){3}$/.test(h)
+}
+
+/**
+ * Parses an authority or endpoint URL and requires `https:` unless the host is loopback. Returns
+ * the origin plus path without a trailing slash.
+ */
+export function _checkEndpoint(value: unknown, option: string, allowHttp = false): string {
+  if (typeof value !== 'string' && !(value instanceof URL)) {
+    throw new TypeError(`${option} must be a URL string`)
+  }
+  let url: URL
+  try {
+    url = new URL(value)
+  } catch {
+    throw new TypeError(`${option} is not a valid URL`)
+  }
+  if (
+    url.protocol !== 'https:' &&
+    !(url.protocol === 'http:' && (allowHttp || _isLoopback(url.hostname)))
+  ) {
+    throw new TypeError(`${option} must use https (plain http is only accepted for loopback hosts)`)
+  }
+  if (url.username || url.password) throw new TypeError(`${option} must not contain credentials`)
+  return url.href.replace(/\/+$/, '')
+}
+
+/** Throws a RangeError unless `value` is a positive finite number (or undefined). */
+export function _checkPositive(value: unknown, option: string): number | undefined {
+  if (value === undefined) return undefined
+  if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) {
+    throw new RangeError(`${option} must be a positive number`)
+  }
+  return value
+}
+
+/** Throws a RangeError unless `value` is a whole number >= 0 (or undefined). */
+export function _checkCount(value: unknown, option: string): number | undefined {
+  if (value === undefined) return undefined
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 0) {
+    throw new RangeError(`${option} must be a whole number >= 0`)
+  }
+  return value
+}

@@ -1,0 +1,142 @@
+/**
+ * Sovereign clouds: where to sign in, which ARM and Azure ML audiences to ask for.
+ *
+ * @module
+ */
+import type { Env } from './env.ts'
+import { _checkEndpoint, _checkString } from './_validate.ts'
+
+/** Names of the built-in clouds. */
+export type CloudName = 'AzureCloud' | 'AzureChinaCloud' | 'AzureUSGovernment'
+
+/** Endpoints of one Azure cloud. Pass a custom object for air-gapped clouds. */
+export interface Cloud {
+  /** Cloud name, e.g. `AzureCloud`. */
+  readonly name: string
+  /** Microsoft Entra authority host, e.g. `https://login.microsoftonline.com`. */
+  readonly activeDirectory: string
+  /** ARM endpoint, e.g. `https://management.azure.com/`. */
+  readonly resourceManager: string
+  /** ARM token audience, e.g. `https://management.core.windows.net/`. */
+  readonly activeDirectoryResourceId: string
+  /** Azure ML resource id, e.g. `https://ml.azure.com`. */
+  readonly amlResourceId: string
+}
+
+/**
+ * The public Azure cloud.
+ *
+ * @example Read an endpoint
+ * ```ts
+ * import { AzureCloud } from '@aml-edge/auth'
+ * console.assert(AzureCloud.amlResourceId === 'https://ml.azure.com')
+ * ```
+ */
+export const AzureCloud: Cloud = Object.freeze({
+  name: 'AzureCloud',
+  activeDirectory: 'https://login.microsoftonline.com',
+  resourceManager: 'https://management.azure.com/',
+  activeDirectoryResourceId: 'https://management.core.windows.net/',
+  amlResourceId: 'https://ml.azure.com',
+})
+
+/**
+ * Azure operated by 21Vianet (China).
+ *
+ * @example Use the China cloud
+ * ```ts
+ * import { AzureChinaCloud } from '@aml-edge/auth'
+ * console.assert(AzureChinaCloud.activeDirectory === 'https://login.chinacloudapi.cn')
+ * ```
+ */
+export const AzureChinaCloud: Cloud = Object.freeze({
+  name: 'AzureChinaCloud',
+  activeDirectory: 'https://login.chinacloudapi.cn',
+  resourceManager: 'https://management.chinacloudapi.cn',
+  activeDirectoryResourceId: 'https://management.core.chinacloudapi.cn/',
+  amlResourceId: 'https://ml.azure.cn',
+})
+
+/**
+ * Azure US Government.
+ *
+ * @example Use the US Government cloud
+ * ```ts
+ * import { AzureUSGovernment } from '@aml-edge/auth'
+ * console.assert(AzureUSGovernment.amlResourceId === 'https://ml.azure.us')
+ * ```
+ */
+export const AzureUSGovernment: Cloud = Object.freeze({
+  name: 'AzureUSGovernment',
+  activeDirectory: 'https://login.microsoftonline.us',
+  resourceManager: 'https://management.usgovcloudapi.net/',
+  activeDirectoryResourceId: 'https://management.core.usgovcloudapi.net/',
+  amlResourceId: 'https://ml.azure.us',
+})
+
+const CLOUDS: Readonly<Record<CloudName, Cloud>> = {
+  AzureCloud,
+  AzureChinaCloud,
+  AzureUSGovernment,
+}
+
+/**
+ * Looks a built-in cloud up by name (case-insensitive).
+ *
+ * @param name `AzureCloud`, `AzureChinaCloud` or `AzureUSGovernment`
+ * @returns the cloud
+ * @throws {TypeError} for an unknown name, listing the valid ones
+ *
+ * @example Pick a cloud by name
+ * ```ts
+ * import { getCloud } from '@aml-edge/auth'
+ * console.assert(getCloud('azurechinacloud').name === 'AzureChinaCloud')
+ * ```
+ */
+export function getCloud(name: string): Cloud {
+  for (const key of Object.keys(CLOUDS) as CloudName[]) {
+    if (key.toLowerCase() === String(name).toLowerCase()) return CLOUDS[key]
+  }
+  throw new TypeError(
+    `Unknown cloud; use one of ${Object.keys(CLOUDS).join(', ')} or pass a Cloud object`,
+  )
+}
+
+/**
+ * The cloud for a credential: the option (a name or an object), else `AZUREML_CURRENT_CLOUD`,
+ * else `AzureCloud`. A custom cloud object is validated (https endpoints unless loopback).
+ */
+export function resolveCloud(option: CloudName | Cloud | string | undefined, env: Env): Cloud {
+  if (option === undefined) {
+    const fromEnv = env.AZUREML_CURRENT_CLOUD
+    return fromEnv ? getCloud(fromEnv) : AzureCloud
+  }
+  if (typeof option === 'string') return getCloud(option)
+  if (typeof option !== 'object' || option === null) {
+    throw new TypeError('cloud must be a cloud name or a Cloud object')
+  }
+  return Object.freeze({
+    name: _checkString(option.name, 'cloud.name'),
+    activeDirectory: _checkEndpoint(option.activeDirectory, 'cloud.activeDirectory'),
+    resourceManager: withSlash(_checkEndpoint(option.resourceManager, 'cloud.resourceManager')),
+    activeDirectoryResourceId: _checkString(
+      option.activeDirectoryResourceId,
+      'cloud.activeDirectoryResourceId',
+    ),
+    amlResourceId: _checkString(option.amlResourceId, 'cloud.amlResourceId'),
+  })
+}
+
+function withSlash(s: string): string {
+  return s.endsWith('/') ? s : s + '/'
+}
+
+/** The `.default` scope of a resource id; the ARM one keeps its double slash by design. */
+export function _scopeOf(resource: string): string {
+  return resource + '/.default'
+}
+
+/** The resource id of a scope: strips a trailing `/.default`. */
+export function _resourceOf(scope: string): string {
+  return scope.endsWith('/.default') ? scope.slice(0, -'/.default'.length) : scope
+}

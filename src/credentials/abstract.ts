@@ -1,0 +1,404 @@
+/**
+ * `AbstractAuthentication`: the base of every credential. It owns the cache lookup (the hot
+ * path), audience and scope handling, the header helpers, ARM subscription listing and the
+ * signed `fetch`. A subclass only says how to request one token and who it is.
+ *
+ * @module
+ */
+import { type AccessToken, Audience } from '../access_token.ts'
+import { _scopeOf, type Cloud, type CloudName, resolveCloud } from '../clouds.ts'
+import { type Env, resolveEnv } from '../env.ts'
+import { AmlAuthError } from '../errors.ts'
+import {
+  _httpContext,
+  _parseJsonObject,
+  type FetchLike,
+  type HttpContext,
+  type RetryOptions,
+  sendRequest,
+} from '../http.ts'
+import { _authError } from '../token_response.ts'
+import { _Cache, type _Partition, defaultTokenCache, type TokenCache } from '../token_cache.ts'
+import { _checkCount, _checkPositive } from '../_validate.ts'
+
+/** Options every credential accepts. */
+export interface CredentialOptions {
+  /** A cloud name or object; default `env.AZUREML_CURRENT_CLOUD`, else `AzureCloud`. */
+  cloud?: CloudName | Cloud
+  /** The `fetch` to use (default: the global one). */
+  fetch?: FetchLike
+  /** Environment variables (default: the runtime's, where there is one; else empty). */
+  env?: Env
+  /** Clock in epoch ms, for tests (default `Date.now`). */
+  now?: () => number
+  /** Back-off sleep, for tests with a fake clock (default: a real timer). */
+  sleep?: (ms: number, signal?: AbortSignal) => Promise<void>
+  /** Timeout of one HTTP attempt in ms (default 10 000). */
+  timeoutMs?: number
+  /** Retry bounds for HTTP calls. */
+  retry?: RetryOptions
+  /** The token cache (default {@linkcode defaultTokenCache}, shared by every credential). */
+  cache?: TokenCache
+}
+
+/** Per-call options of `getToken`, the `@azure/core-auth` `GetTokenOptions` subset we honour. */
+export interface GetTokenOptions {
+  /** Ends the wait for this caller at once (a shared request continues for the others). */
+  abortSignal?: AbortSignal
+  /** Claims challenge (CAE): forces a new token carrying these claims. */
+  claims?: string
+  /** Another tenant to get the token from, where the credential allows it. */
+  tenantId?: string
+  /** Accepted for `@azure/core-auth` compatibility. */
+  enableCae?: boolean
+}
+
+/** One upstream token request, as a subclass receives it. */
+export interface TokenRequest {
+  /** Scopes, never empty. */
+  scopes: readonly string[]
+  /** Claims challenge, if any. */
+  claims?: string
+  /** Tenant override, already validated by `_resolveTenant`. */
+  tenantId?: string
+}
+
+/** One subscription, as ARM lists it. */
+export interface SubscriptionInfo {
+  /** Subscription id (GUID). */
+  subscriptionId: string
+  /** Display name. */
+  displayName: string
+  /** Home tenant of the subscription. */
+  tenantId: string
+}
+
+/** `fetch` init with the audience or scopes to sign the request for. */
+export type SignedFetchInit = RequestInit & {
+  /** Audience of the bearer token (default ARM). */
+  audience?: Audience
+  /** Scopes of the bearer token, instead of an audience. */
+  scopes?: string | readonly string[]
+}
+
+const REDACTED_INSPECT = Symbol.for('Deno.customInspect')
+const NODE_INSPECT = Symbol.for('nodejs.util.inspect.custom')
+
+/**
+ * The base class of every credential. It is a `@azure/core-auth` `TokenCredential`, so any
+ * `@azure/*` client accepts it unchanged.
+ *
+ * @example Use any credential
+ * ```ts
+ * import { type AbstractAuthentication, TokenAuthentication } from '@aml-edge/auth'
+ *
+ * async function whoCanList(auth: AbstractAuthentication) {
+ *   return await auth.listSubscriptions()
+ * }
+ * const auth: AbstractAuthentication = new TokenAuthentication(() => ({ token: 't', expiresOn: 4102444800 }))
+ * const header = await auth.getAuthenticationHeader()
+ * console.assert(header.Authorization === 'Bearer t')
+ * ```
+ */
+export abstract class AbstractAuthentication {
+  /** The cloud this credential signs in to. */
+  readonly cloud: Cloud
+  /** The environment this credential reads. */
+  protected readonly _env: Env
+  /** The HTTP context (fetch, timeouts, retries, clock). */
+  protected readonly _http: HttpContext
+  readonly #cache: _Cache
+  #partition: _Partition | undefined = undefined
+  readonly #armScope: string
+
+  /**
+   * @param options common options
+   * @throws {TypeError} for an unknown cloud or a bad option
+   */
+  constructor(options: CredentialOptions = {}) {
+    if (options === null || typeof options !== 'object') {
+      throw new TypeError('options must be an object')
+    }
+    _checkPositive(options.timeoutMs, 'timeoutMs')
+    _checkCount(options.retry?.maxRetries, 'retry.maxRetries')
+    if (options.fetch !== undefined && typeof options.fetch !== 'function') {
+      throw new TypeError('fetch must be a function')
+    }
+    this._env = resolveEnv(options.env)
+    this.cloud = resolveCloud(options.cloud, this._env)
+    this._http = _httpContext(options)
+    const cache = options.cache ?? defaultTokenCache
+    if (!(cache instanceof _Cache)) throw new TypeError('cache must come from createTokenCache()')
+    this.#cache = cache
+    this.#armScope = _scopeOf(this.cloud.activeDirectoryResourceId)
+  }
+
+  /**
+   * Identity of this credential for the cache: two instances with the same identity share
+   * tokens. Must never contain a secret verbatim.
+   */
+  protected abstract _cacheIdentity(): string
+
+  /** Requests one token upstream, through the HTTP layer. Called by the cache only. */
+  protected abstract _requestToken(request: TokenRequest): Promise<AccessToken>
+
+  /**
+   * Checks a per-call tenant. The default ignores it (managed identity, static tokens);
+   * credentials that can switch tenants override this.
+   */
+  protected _resolveTenant(_tenantId: string): string | undefined {
+    return undefined
+  }
+
+  /**
+   * A token for the given scopes (default: ARM). The `@azure/core-auth` `TokenCredential`
+   * method; a cached token is returned at once.
+   *
+   * @param scopes one scope or several; default the cloud's ARM scope
+   * @param options abort signal, claims challenge, tenant
+   * @returns the token
+   * @throws {AmlAuthError} with a stable `code` when no token can be had
+   */
+  getToken(scopes?: string | readonly string[], options?: GetTokenOptions): Promise<AccessToken> {
+    const key = typeof scopes === 'string' && scopes !== '' ? scopes : this.#scopeKey(scopes)
+    if (options?.claims === undefined && options?.tenantId === undefined) {
+      const hit = (this.#partition ??= this.#cache.partition(this._cacheIdentity())).hit(
+        key,
+        this._http.now(),
+      )
+      if (hit !== undefined) return hit
+    }
+    return this.#slow(key, options)
+  }
+
+  /**
+   * A token for an {@linkcode Audience}.
+   *
+   * @param audience `Audience.ARM` or `Audience.AZUREML`
+   * @returns the token
+   * @throws {TypeError} for an unknown audience
+   */
+  getTokenForAudience(audience: Audience): Promise<AccessToken> {
+    return this.getToken(this._scopeForAudience(audience))
+  }
+
+  /**
+   * `{ Authorization: 'Bearer <ARM token>' }`, a new object on every call.
+   *
+   * @returns the header object
+   */
+  async getAuthenticationHeader(): Promise<{ Authorization: string }> {
+    const t = await this.getToken()
+    return { Authorization: 'Bearer ' + t.token }
+  }
+
+  /**
+   * `{ Authorization: 'Bearer <Azure ML token>' }`, a new object on every call.
+   *
+   * @returns the header object
+   */
+  async getAzureMLAuthenticationHeader(): Promise<{ Authorization: string }> {
+    const t = await this.getTokenForAudience(Audience.AZUREML)
+    return { Authorization: 'Bearer ' + t.token }
+  }
+
+  /**
+   * The Azure ML resource id of this credential's cloud, e.g. `https://ml.azure.com`.
+   *
+   * @returns the resource id
+   */
+  getAmlResourceId(): string {
+    return this.cloud.amlResourceId
+  }
+
+  /**
+   * Lists the subscriptions the ARM token can see, following `nextLink` pages (only on the
+   * cloud's own ARM origin, so the token never travels elsewhere).
+   *
+   * @param options abort signal
+   * @returns the subscriptions
+   * @throws {AuthenticationError} when ARM refuses the token
+   */
+  async listSubscriptions(
+    options: { abortSignal?: AbortSignal } = {},
+  ): Promise<SubscriptionInfo[]> {
+    const base = this.cloud.resourceManager.endsWith('/')
+      ? this.cloud.resourceManager
+      : this.cloud.resourceManager + '/'
+    const origin = new URL(base).origin
+    let next: string | undefined = `${base}subscriptions?api-version=2022-12-01`
+    const out: SubscriptionInfo[] = []
+    const what = 'Azure Resource Manager'
+    for (let page = 0; next !== undefined; page++) {
+      if (page >= 1000) {
+        throw new AmlAuthError('ERR_RESPONSE_INVALID', `${what} returned over 1000 pages`)
+      }
+      const token = await this.getToken(undefined, pass(options.abortSignal))
+      const res = await sendRequest(this._http, {
+        method: 'GET',
+        url: next,
+        headers: { authorization: 'Bearer ' + token.token },
+        what,
+        signal: options.abortSignal,
+      })
+      if (res.status !== 200) {
+        throw _authError(res, { what, now: this._http.now(), secrets: [token.token] })
+      }
+      const body = _parseJsonObject(res, what)
+      for (const item of Array.isArray(body.value) ? body.value : []) {
+        const s = item as Record<string, unknown>
+        out.push({
+          subscriptionId: String(s.subscriptionId ?? ''),
+          displayName: String(s.displayName ?? ''),
+          tenantId: String(s.tenantId ?? ''),
+        })
+      }
+      const link = typeof body.nextLink === 'string' && body.nextLink ? body.nextLink : undefined
+      if (link !== undefined && new URL(link, base).origin !== origin) {
+        throw new AmlAuthError(
+          'ERR_RESPONSE_INVALID',
+          `${what} returned a nextLink to another origin; refusing to send the token there`,
+        )
+      }
+      next = link === undefined ? undefined : new URL(link, base).href
+    }
+    return out
+  }
+
+  /**
+   * `fetch` with a bearer token added (the Python `signed_session`, web-style). The request is
+   * the caller's own: it is sent once, without retries, as the global `fetch` would.
+   *
+   * @param input URL or request
+   * @param init request init plus `audience` or `scopes` (default ARM)
+   * @returns the response
+   */
+  async fetch(input: string | URL | Request, init: SignedFetchInit = {}): Promise<Response> {
+    const { audience, scopes, ...rest } = init
+    const token = audience !== undefined
+      ? await this.getTokenForAudience(audience)
+      : await this.getToken(scopes, pass(rest.signal ?? undefined))
+    const req = new Request(input, rest)
+    req.headers.set('authorization', 'Bearer ' + token.token)
+    return await this._http.fetch(req)
+  }
+
+  /** Forgets every cached token of this credential (its token source changed). */
+  protected _forgetTokens(): void {
+    this.#cache.partitions.delete(this._cacheIdentity())
+    this.#partition = undefined
+  }
+
+  /** The `.default` scope of an audience in this cloud. */
+  protected _scopeForAudience(audience: Audience): string {
+    if (audience === Audience.ARM) return this.#armScope
+    if (audience === Audience.AZUREML) return _scopeOf(this.cloud.amlResourceId)
+    throw new TypeError('audience must be Audience.ARM or Audience.AZUREML')
+  }
+
+  /** Non-secret fields shown by `toString`, `toJSON` and inspection. */
+  protected _describe(): Record<string, unknown> {
+    return {}
+  }
+
+  /** A description without secrets. */
+  toString(): string {
+    const fields = Object.entries(this._describe())
+      .filter(([, v]) => v !== undefined)
+      .map(([k, v]) => `${k}=${String(v)}`)
+    return `${this.constructor.name}(${['cloud=' + this.cloud.name, ...fields].join(', ')})`
+  }
+
+  /** A JSON view without secrets. */
+  toJSON(): Record<string, unknown> {
+    return { type: this.constructor.name, cloud: this.cloud.name, ...this._describe() }
+  }
+
+  /** Deno.inspect view without secrets. */
+  [REDACTED_INSPECT](): string {
+    return this.toString()
+  }
+
+  /** Node util.inspect view without secrets. */
+  [NODE_INSPECT](): string {
+    return this.toString()
+  }
+
+  #scopeKey(scopes: string | readonly string[] | undefined): string {
+    if (scopes === undefined || scopes === '') return this.#armScope
+    if (typeof scopes === 'string') return scopes
+    if (!Array.isArray(scopes)) {
+      throw new TypeError('scopes must be a string or an array of strings')
+    }
+    if (scopes.length === 0) return this.#armScope
+    for (const s of scopes) {
+      if (typeof s !== 'string' || s === '') throw new TypeError('scopes must be non-empty strings')
+    }
+    return scopes.length === 1 ? scopes[0]! : [...scopes].sort().join(' ')
+  }
+
+  #slow(key: string, options: GetTokenOptions | undefined): Promise<AccessToken> {
+    const partition = (this.#partition ??= this.#cache.partition(this._cacheIdentity()))
+    let tenant: string | undefined
+    try {
+      tenant = options?.tenantId === undefined ? undefined : this._resolveTenant(options.tenantId)
+    } catch (e) {
+      return Promise.reject(e)
+    }
+    const claims = options?.claims
+    const scopes = key.split(' ')
+    const request: TokenRequest = {
+      scopes,
+      ...(claims !== undefined ? { claims } : {}),
+      ...(tenant !== undefined ? { tenantId: tenant } : {}),
+    }
+    const fullKey = (tenant === undefined ? '' : tenant + '|') + key
+    const load = () => this._requestToken(request)
+    let p: Promise<AccessToken>
+    if (claims === undefined) {
+      p = partition.get(fullKey, this._http.now, load)
+    } else {
+      // A claims challenge needs a new token; it then replaces the cached one for the scope.
+      const claimsKey = fullKey + '\0' + claims
+      p = partition.get(claimsKey, this._http.now, load, true).then((t) => {
+        partition.delete(claimsKey)
+        partition.put(fullKey, t, this._http.now())
+        return t
+      })
+    }
+    return raceAbort(p, options?.abortSignal)
+  }
+}
+
+let instances = 0
+
+/** A cache identity unique to one object, for credentials whose source cannot be shared. */
+export function _uniqueIdentity(kind: string): string {
+  return `${kind}#${++instances}`
+}
+
+function pass(signal: AbortSignal | undefined): GetTokenOptions | undefined {
+  return signal === undefined ? undefined : { abortSignal: signal }
+}
+
+/** Lets one caller stop waiting without cancelling the request others share. */
+function raceAbort<T>(p: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (signal === undefined) return p
+  const abortErr = () =>
+    new AmlAuthError('ERR_ABORTED', 'The token request was aborted by the caller')
+  if (signal.aborted) return Promise.reject(abortErr())
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(abortErr())
+    signal.addEventListener('abort', onAbort, { once: true })
+    p.then(
+      (v) => {
+        signal.removeEventListener('abort', onAbort)
+        resolve(v)
+      },
+      (e) => {
+        signal.removeEventListener('abort', onAbort)
+        reject(e)
+      },
+    )
+  })
+}

@@ -1,0 +1,179 @@
+/**
+ * Typed errors. Every error has a stable `code`; messages name fields and actions, never values,
+ * so no secret, assertion, refresh token or access token can reach a log through an error.
+ *
+ * @module
+ */
+
+/** Every `code` an error of this package can carry. */
+export type ErrorCode =
+  | 'ERR_CREDENTIAL_UNAVAILABLE'
+  | 'ERR_AUTHENTICATION'
+  | 'ERR_TIMEOUT'
+  | 'ERR_ABORTED'
+  | 'ERR_NETWORK'
+  | 'ERR_HTTP_STATUS'
+  | 'ERR_RESPONSE_INVALID'
+  | 'ERR_RESPONSE_TOO_LARGE'
+  | 'ERR_UNSUPPORTED_AUDIENCE'
+  | 'ERR_TOKEN_INVALID'
+  | 'ERR_TOKEN_EXPIRED'
+  | 'ERR_TENANT_NOT_ALLOWED'
+  | 'ERR_STORE'
+
+/** Options accepted by {@linkcode AmlAuthError}. */
+export interface AmlAuthErrorOptions {
+  /** The underlying error. Only errors that hold no secret are ever attached. */
+  cause?: unknown
+  /** HTTP status of the response that caused the error, when there was one. */
+  status?: number
+}
+
+/**
+ * Base class of every error this package throws (other than `TypeError`/`RangeError` for bad
+ * options at construction time).
+ *
+ * @example Branch on the stable code
+ * ```ts
+ * import { AmlAuthError } from '@aml-edge/auth'
+ *
+ * function explain(e: unknown): string {
+ *   if (e instanceof AmlAuthError && e.code === 'ERR_TIMEOUT') return 'identity service is slow'
+ *   return 'other failure'
+ * }
+ * explain(new Error('x'))
+ * ```
+ */
+export class AmlAuthError extends Error {
+  /** Stable machine-readable code. */
+  readonly code: ErrorCode
+  /** HTTP status, when a response caused the error. */
+  readonly status?: number
+
+  /**
+   * @param code stable code
+   * @param message what went wrong and what to do; never a secret
+   * @param options cause and status
+   */
+  constructor(code: ErrorCode, message: string, options: AmlAuthErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause })
+    this.name = 'AmlAuthError'
+    this.code = code
+    if (options.status !== undefined) this.status = options.status
+  }
+
+  /** A JSON view with name, code, status and message only. */
+  toJSON(): Record<string, unknown> {
+    return { name: this.name, code: this.code, status: this.status, message: this.message }
+  }
+}
+
+/**
+ * This credential cannot work in this environment (a variable, binary, runtime feature or
+ * endpoint is missing). The message says what is missing. Chains move on to the next source.
+ *
+ * @example Detect an unavailable source
+ * ```ts
+ * import { CredentialUnavailableError } from '@aml-edge/auth'
+ *
+ * const e = new CredentialUnavailableError('AZURE_CLIENT_ID is not set')
+ * console.assert(e.code === 'ERR_CREDENTIAL_UNAVAILABLE')
+ * ```
+ */
+export class CredentialUnavailableError extends AmlAuthError {
+  /**
+   * @param message what is missing, and what to do
+   * @param options cause
+   */
+  constructor(message: string, options: AmlAuthErrorOptions = {}) {
+    super('ERR_CREDENTIAL_UNAVAILABLE', message, options)
+    this.name = 'CredentialUnavailableError'
+  }
+}
+
+/** Fields Microsoft Entra ID (and managed-identity endpoints) put in an error body. */
+export interface AuthenticationErrorDetails {
+  /** HTTP status of the refusal. */
+  status: number
+  /** OAuth `error`, e.g. `invalid_client`. */
+  error?: string
+  /** OAuth `error_description`, e.g. `AADSTS7000215: Invalid client secret provided...`. */
+  errorDescription?: string
+  /** Entra `error_codes`, e.g. `[7000215]`. */
+  errorCodes?: number[]
+  /** Entra `trace_id`. */
+  traceId?: string
+  /** Entra `correlation_id`. */
+  correlationId?: string
+  /** The raw response; kept non-enumerable so it never serializes. */
+  response?: Response
+}
+
+/**
+ * The identity service refused the request. Carries the service's own explanation.
+ *
+ * @example Read Entra's error code
+ * ```ts
+ * import { AuthenticationError } from '@aml-edge/auth'
+ *
+ * const e = new AuthenticationError('Entra ID refused the client secret', {
+ *   status: 401,
+ *   error: 'invalid_client',
+ *   errorCodes: [7000215],
+ * })
+ * console.assert(e.errorCodes?.[0] === 7000215)
+ * ```
+ */
+export class AuthenticationError extends AmlAuthError {
+  /** OAuth `error`. */
+  readonly error?: string
+  /** OAuth `error_description`. */
+  readonly errorDescription?: string
+  /** Entra `error_codes`. */
+  readonly errorCodes?: number[]
+  /** Entra `trace_id`. */
+  readonly traceId?: string
+  /** Entra `correlation_id`. */
+  readonly correlationId?: string
+  /** The raw response (non-enumerable). */
+  declare readonly response?: Response
+
+  /**
+   * @param message what happened and what to do
+   * @param details the service's error fields
+   */
+  constructor(message: string, details: AuthenticationErrorDetails) {
+    super('ERR_AUTHENTICATION', message, { status: details.status })
+    this.name = 'AuthenticationError'
+    if (details.error !== undefined) this.error = details.error
+    if (details.errorDescription !== undefined) this.errorDescription = details.errorDescription
+    if (details.errorCodes !== undefined) this.errorCodes = details.errorCodes
+    if (details.traceId !== undefined) this.traceId = details.traceId
+    if (details.correlationId !== undefined) this.correlationId = details.correlationId
+    Object.defineProperty(this, 'response', { value: details.response, enumerable: false })
+  }
+
+  /** JSON view without the raw response. */
+  override toJSON(): Record<string, unknown> {
+    return {
+      ...super.toJSON(),
+      error: this.error,
+      errorDescription: this.errorDescription,
+      errorCodes: this.errorCodes,
+      traceId: this.traceId,
+      correlationId: this.correlationId,
+    }
+  }
+}
+
+/**
+ * Removes every occurrence of the given secrets from a text that came from a server, so that a
+ * service echoing a credential back cannot carry it into an error message.
+ */
+export function _redact(text: string, secrets: readonly (string | undefined)[]): string {
+  let out = text
+  for (const s of secrets) {
+    if (s && s.length >= 4) out = out.split(s).join('[redacted]')
+  }
+  return out
+}
