@@ -33,7 +33,7 @@ export {
   CredentialUnavailableError,
   type ErrorCode,
 } from './src/errors.ts'
-export type { FetchLike, RetryOptions } from './src/http.ts'
+export type { FetchLike, HttpContext, RetryOptions } from './src/http.ts'
 export {
   createTokenCache,
   defaultTokenCache,

@@ -53,6 +53,8 @@ export class AccessToken {
   readonly tokenType: 'Bearer'
 
   /**
+   * Creates a token value.
+   *
    * @param token the bearer token
    * @param expiresOn expiry in epoch seconds
    * @param refreshAfterTimestamp optional refresh point in epoch milliseconds

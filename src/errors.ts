@@ -51,6 +51,8 @@ export class AmlAuthError extends Error {
   readonly status?: number
 
   /**
+   * Creates an error with a stable code.
+   *
    * @param code stable code
    * @param message what went wrong and what to do; never a secret
    * @param options cause and status
@@ -82,6 +84,8 @@ export class AmlAuthError extends Error {
  */
 export class CredentialUnavailableError extends AmlAuthError {
   /**
+   * Creates an unavailable-source error.
+   *
    * @param message what is missing, and what to do
    * @param options cause
    */
@@ -139,6 +143,8 @@ export class AuthenticationError extends AmlAuthError {
   declare readonly response?: Response
 
   /**
+   * Creates a refusal error from the service's fields.
+   *
    * @param message what happened and what to do
    * @param details the service's error fields
    */

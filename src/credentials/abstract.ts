@@ -112,6 +112,8 @@ export abstract class AbstractAuthentication {
   readonly #armScope: string
 
   /**
+   * Resolves the cloud, environment and HTTP settings; no I/O.
+   *
    * @param options common options
    * @throws {TypeError} for an unknown cloud or a bad option
    */
@@ -154,13 +156,16 @@ export abstract class AbstractAuthentication {
    * A token for the given scopes (default: ARM). The `@azure/core-auth` `TokenCredential`
    * method; a cached token is returned at once.
    *
-   * @param scopes one scope or several; default the cloud's ARM scope
+   * @param scopes one scope or several, or an `Audience` name; default the cloud's ARM scope
    * @param options abort signal, claims challenge, tenant
    * @returns the token
    * @throws {AmlAuthError} with a stable `code` when no token can be had
    */
   getToken(scopes?: string | readonly string[], options?: GetTokenOptions): Promise<AccessToken> {
-    const key = typeof scopes === 'string' && scopes !== '' ? scopes : this.#scopeKey(scopes)
+    const key = typeof scopes === 'string' && scopes !== '' && scopes !== Audience.ARM &&
+        scopes !== Audience.AZUREML
+      ? scopes
+      : this.#scopeKey(scopes)
     if (options?.claims === undefined && options?.tenantId === undefined) {
       const hit = (this.#partition ??= this.#cache.partition(this._cacheIdentity())).hit(
         key,
@@ -326,6 +331,10 @@ export abstract class AbstractAuthentication {
 
   #scopeKey(scopes: string | readonly string[] | undefined): string {
     if (scopes === undefined || scopes === '') return this.#armScope
+    // The Python SDK's get_token(Audience.ARM) spelling: an audience name stands for its scope.
+    if (scopes === Audience.ARM || scopes === Audience.AZUREML) {
+      return this._scopeForAudience(scopes)
+    }
     if (typeof scopes === 'string') return scopes
     if (!Array.isArray(scopes)) {
       throw new TypeError('scopes must be a string or an array of strings')

@@ -40,6 +40,8 @@ export class ArmTokenAuthentication extends AbstractAuthentication {
   readonly #identity: string = _uniqueIdentity('arm-token')
 
   /**
+   * Wraps an ARM token; no I/O.
+   *
    * @param armToken the ARM access token
    * @param options common options and `expiresOn` for non-JWT tokens
    * @throws {TypeError} when the token is empty, or not a JWT and no `expiresOn` is given
@@ -61,12 +63,12 @@ export class ArmTokenAuthentication extends AbstractAuthentication {
     this._forgetTokens()
   }
 
-  /** @inheritdoc */
+  /** A per-instance identity: a user-supplied source is never shared. */
   protected _cacheIdentity(): string {
     return this.#identity
   }
 
-  /** @inheritdoc */
+  /** Serves the held token for the ARM scope only. */
   protected _requestToken(request: TokenRequest): Promise<AccessToken> {
     const arm = this.cloud.activeDirectoryResourceId
     const accepted = [

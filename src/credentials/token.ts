@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { AccessToken, Audience } from '../access_token.ts'
+import { AccessToken } from '../access_token.ts'
 import { _resourceOf } from '../clouds.ts'
 import { AmlAuthError } from '../errors.ts'
 import { _jwtExpiry } from '../jwt.ts'
@@ -51,6 +51,8 @@ export class TokenAuthentication extends AbstractAuthentication {
   readonly #identity: string = _uniqueIdentity('token-callback')
 
   /**
+   * Wraps a token callback; no I/O.
+   *
    * @param getTokenForAudience the callback, given the resource id of the audience
    * @param options common options
    * @throws {TypeError} when the callback is missing
@@ -65,12 +67,12 @@ export class TokenAuthentication extends AbstractAuthentication {
     this.#callback = getTokenForAudience
   }
 
-  /** @inheritdoc */
+  /** A per-instance identity: a user-supplied source is never shared. */
   protected _cacheIdentity(): string {
     return this.#identity
   }
 
-  /** @inheritdoc */
+  /** Asks the callback for the audience's resource id. */
   protected async _requestToken(request: TokenRequest): Promise<AccessToken> {
     if (request.scopes.length !== 1) {
       throw new AmlAuthError(
@@ -85,8 +87,6 @@ export class TokenAuthentication extends AbstractAuthentication {
   #resourceFor(scope: string): string {
     const arm = this.cloud.activeDirectoryResourceId
     const aml = this.cloud.amlResourceId
-    if (scope === Audience.ARM) return arm
-    if (scope === Audience.AZUREML) return aml
     const r = _resourceOf(scope)
     if (r === arm || r + '/' === arm) return arm
     if (r === aml || r === aml + '/') return aml

@@ -1,0 +1,150 @@
+import {
+  assert,
+  assertEquals,
+  assertNotStrictEquals,
+  assertRejects,
+  assertThrows,
+} from '@std/assert'
+import {
+  AmlAuthError,
+  AuthenticationError,
+  AzureUSGovernment,
+  createTokenCache,
+  TokenAuthentication,
+} from '@aml-edge/auth'
+import { serveLoopback } from '../_fixtures/loopback.ts'
+
+function credential(origin: string, token = 'arm-token') {
+  return new TokenAuthentication(() => ({ token, expiresOn: 4102444800 }), {
+    cache: createTokenCache(),
+    cloud: {
+      name: 'Loopback',
+      activeDirectory: origin,
+      resourceManager: origin + '/',
+      activeDirectoryResourceId: 'https://management.core.windows.net/',
+      amlResourceId: 'https://ml.azure.com',
+    },
+  })
+}
+
+Deno.test('getToken() returns a @azure/core-auth AccessToken', async () => {
+  const auth = credential('http://127.0.0.1:9')
+  const t = await auth.getToken(['https://management.core.windows.net//.default'])
+  assertEquals(typeof t.token, 'string')
+  assertEquals(typeof t.expiresOnTimestamp, 'number')
+  assertEquals(t.expiresOnTimestamp, t.expiresOn * 1000)
+  assertEquals(t.tokenType, 'Bearer')
+})
+
+Deno.test('getAuthenticationHeader() returns a new object on every call', async () => {
+  const auth = credential('http://127.0.0.1:9')
+  const a = await auth.getAuthenticationHeader()
+  const b = await auth.getAuthenticationHeader()
+  assertEquals(a, { Authorization: 'Bearer arm-token' })
+  assertNotStrictEquals(a, b)
+  a.Authorization = 'mutated'
+  assertEquals((await auth.getAuthenticationHeader()).Authorization, 'Bearer arm-token')
+})
+
+Deno.test('listSubscriptions() follows nextLink and sends the ARM token', async () => {
+  await using srv = serveLoopback((req) => {
+    const page = req.url.searchParams.get('page')
+    if (!page) {
+      return Response.json({
+        value: [{ subscriptionId: 's1', displayName: 'One', tenantId: 't1' }],
+        nextLink: `${srv.origin}/subscriptions?api-version=2022-12-01&page=2`,
+      })
+    }
+    return Response.json({ value: [{ subscriptionId: 's2', displayName: 'Two', tenantId: 't1' }] })
+  })
+  const subs = await credential(srv.origin).listSubscriptions()
+  assertEquals(subs, [
+    { subscriptionId: 's1', displayName: 'One', tenantId: 't1' },
+    { subscriptionId: 's2', displayName: 'Two', tenantId: 't1' },
+  ])
+  assertEquals(srv.requests.length, 2)
+  assertEquals(srv.requests[0]!.url.pathname, '/subscriptions')
+  assertEquals(srv.requests[0]!.url.searchParams.get('api-version'), '2022-12-01')
+  assertEquals(srv.requests[0]!.headers.get('authorization'), 'Bearer arm-token')
+  assertEquals(srv.requests[0]!.method, 'GET')
+})
+
+Deno.test('listSubscriptions() refuses a nextLink to another origin', async () => {
+  await using srv = serveLoopback(() =>
+    Response.json({ value: [], nextLink: 'https://evil.example/subscriptions?page=2' })
+  )
+  const e = await assertRejects(() => credential(srv.origin).listSubscriptions(), AmlAuthError)
+  assertEquals(e.code, 'ERR_RESPONSE_INVALID')
+  assertEquals(srv.requests.length, 1)
+})
+
+Deno.test('listSubscriptions() turns an ARM refusal into AuthenticationError without the token', async () => {
+  await using srv = serveLoopback(() =>
+    Response.json({
+      error: { code: 'InvalidAuthenticationToken', message: 'The access token is invalid.' },
+    }, {
+      status: 401,
+    })
+  )
+  const e = await assertRejects(
+    () => credential(srv.origin, 'SECRET-ARM').listSubscriptions(),
+    AuthenticationError,
+  )
+  assertEquals(e.status, 401)
+  assertEquals(e.error, 'InvalidAuthenticationToken')
+  assert(!JSON.stringify(e).includes('SECRET-ARM') && !e.message.includes('SECRET-ARM'))
+})
+
+Deno.test('fetch() adds the bearer token for the chosen audience', async () => {
+  await using srv = serveLoopback((req) => new Response(req.headers.get('authorization')))
+  const auth = new TokenAuthentication(
+    (r) => ({ token: r.includes('ml.azure') ? 'aml' : 'arm', expiresOn: 4102444800 }),
+    { cache: createTokenCache() },
+  )
+  assertEquals(await (await auth.fetch(srv.origin + '/x')).text(), 'Bearer arm')
+  const res = await auth.fetch(new URL(srv.origin + '/y'), {
+    method: 'POST',
+    body: 'b',
+    audience: 'AZUREML',
+  })
+  assertEquals(await res.text(), 'Bearer aml')
+  assertEquals(srv.requests[1]!.method, 'POST')
+  assertEquals(srv.requests[1]!.body, 'b')
+})
+
+Deno.test('constructor validates common options', () => {
+  const cb = () => 'x'
+  assertThrows(
+    () => new TokenAuthentication(cb, { cloud: 'Mars' as never }),
+    TypeError,
+    'AzureCloud',
+  )
+  assertThrows(() => new TokenAuthentication(cb, { timeoutMs: -1 }), RangeError, 'timeoutMs')
+  assertThrows(
+    () => new TokenAuthentication(cb, { retry: { maxRetries: 1.5 } }),
+    RangeError,
+    'retry.maxRetries',
+  )
+  assertThrows(
+    () => new TokenAuthentication(cb, { cache: {} as never }),
+    TypeError,
+    'createTokenCache',
+  )
+  assertThrows(
+    () =>
+      new TokenAuthentication(cb, {
+        cloud: { ...AzureUSGovernment, activeDirectory: 'http://login.example' },
+      }),
+    TypeError,
+    'https',
+  )
+})
+
+Deno.test('AZUREML_CURRENT_CLOUD picks the cloud when none is given', () => {
+  const auth = new TokenAuthentication(() => 'x', {
+    env: { AZUREML_CURRENT_CLOUD: 'AzureUSGovernment' },
+  })
+  assertEquals(auth.cloud.name, 'AzureUSGovernment')
+  assertEquals(auth.getAmlResourceId(), 'https://ml.azure.us')
+  assertEquals(new TokenAuthentication(() => 'x', { env: {} }).cloud.name, 'AzureCloud')
+})
