@@ -127,6 +127,11 @@ export class _Partition {
     this.#store(e, token, now)
   }
 
+  /** Number of keys held. */
+  get size(): number {
+    return this.#entries.size
+  }
+
   /** Forgets one key. */
   delete(key: string): void {
     if (this.#entries.delete(key)) this.#cache.count--
@@ -250,6 +255,14 @@ export class _Cache implements TokenCache {
   clear(): void {
     this.partitions.clear()
     this.count = 0
+  }
+
+  /** Forgets every entry of one credential identity. */
+  drop(identity: string): void {
+    const p = this.partitions.get(identity)
+    if (p === undefined) return
+    this.count -= p.size
+    this.partitions.delete(identity)
   }
 
   /** The partition for one credential identity. */

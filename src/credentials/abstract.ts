@@ -290,7 +290,7 @@ export abstract class AbstractAuthentication {
 
   /** Forgets every cached token of this credential (its token source changed). */
   protected _forgetTokens(): void {
-    this.#cache.partitions.delete(this._cacheIdentity())
+    this.#cache.drop(this._cacheIdentity())
     this.#partition = undefined
   }
 
@@ -379,11 +379,12 @@ export abstract class AbstractAuthentication {
   }
 }
 
-let instances = 0
-
-/** A cache identity unique to one object, for credentials whose source cannot be shared. */
+/**
+ * A cache identity unique to one object, for credentials whose source cannot be shared. Random,
+ * not a counter: with a shared store, two isolates must never produce the same identity.
+ */
 export function _uniqueIdentity(kind: string): string {
-  return `${kind}#${++instances}`
+  return `${kind}#${crypto.randomUUID()}`
 }
 
 function pass(signal: AbortSignal | undefined): GetTokenOptions | undefined {

@@ -60,3 +60,13 @@ Deno.test('ArmTokenAuthentication never shows the token in toString, JSON or ins
   }
   assertEquals(JSON.parse(JSON.stringify(auth)).type, 'ArmTokenAuthentication')
 })
+
+Deno.test('ArmTokenAuthentication.updateArmAccessToken() does not grow the cache', async () => {
+  const c = createTokenCache()
+  const auth = new ArmTokenAuthentication('x', { expiresOn: 4102444800, cache: c })
+  for (let i = 0; i < 5; i++) {
+    auth.updateArmAccessToken(`t${i}`, 4102444800)
+    await auth.getToken()
+  }
+  assertEquals(c.size, 1)
+})
