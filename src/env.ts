@@ -21,6 +21,12 @@ interface DenoLike {
     output(): Promise<{ code: number; stdout: Uint8Array; stderr: Uint8Array }>
   }
   build?: { os: string }
+  unrefTimer?(id: number): void
+  readDir?(path: string): AsyncIterable<{ name: string; isFile: boolean }>
+  mkdir?(path: string, options: { recursive: boolean; mode?: number }): Promise<void>
+  writeTextFile?(path: string, data: string, options: { mode?: number }): Promise<void>
+  rename?(from: string, to: string): Promise<void>
+  remove?(path: string): Promise<void>
 }
 
 /** The Deno namespace when this code runs in Deno, else `undefined`. */
@@ -99,4 +105,86 @@ export function denoCommandRunner(): CommandRunner | undefined {
     const dec = new TextDecoder()
     return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) }
   }
+}
+
+/**
+ * Lets a timer not keep the process alive: `Deno.unrefTimer(id)` in Deno, `timer.unref()` in
+ * Node (where timers are objects); a no-op elsewhere (browsers, Workers have no such notion).
+ */
+export function _unrefTimer(id: unknown): void {
+  if (typeof id === 'object' && id !== null) {
+    const unref = (id as { unref?: () => void }).unref
+    if (typeof unref === 'function') unref.call(id)
+    return
+  }
+  if (typeof id === 'number') _deno()?.unrefTimer?.(id)
+}
+
+function noFiles(): CredentialUnavailableError {
+  return new CredentialUnavailableError(
+    'Cannot list or write files on this runtime; pass the file-system functions as options',
+  )
+}
+
+/** The names of the regular files in a directory (`Deno.readDir` where it exists). */
+export async function _readDir(path: string): Promise<string[]> {
+  const d = _deno()
+  if (!d?.readDir) throw noFiles()
+  const names: string[] = []
+  for await (const entry of d.readDir(path)) if (entry.isFile) names.push(entry.name)
+  return names
+}
+
+/**
+ * Writes a text file readable by its owner only, creating the parent directory. The text goes to
+ * a temporary file (a dot-name in the same directory) renamed into place, so a concurrent reader
+ * never sees a partial file.
+ */
+export async function _writeTextFile(path: string, text: string): Promise<void> {
+  const d = _deno()
+  if (!d?.writeTextFile || !d.mkdir || !d.rename) throw noFiles()
+  const slash = path.lastIndexOf('/')
+  const dir = slash > 0 ? path.slice(0, slash) : '.'
+  await d.mkdir(dir, { recursive: true, mode: 0o700 })
+  const tmp = `${dir}/.${crypto.randomUUID()}.tmp`
+  try {
+    await d.writeTextFile(tmp, text, { mode: 0o600 })
+    await d.rename(tmp, path)
+  } catch (e) {
+    await d.remove?.(tmp).catch(() => {})
+    throw e
+  }
+}
+
+/**
+ * Whether this code runs on Cloudflare Workers, which cannot reach loopback or link-local
+ * addresses (so no managed-identity endpoint). `userAgent` defaults to `navigator.userAgent`.
+ */
+export function _isCloudflareWorkers(
+  userAgent: string | undefined = (globalThis as { navigator?: { userAgent?: string } }).navigator
+    ?.userAgent,
+): boolean {
+  return userAgent === 'Cloudflare-Workers'
+}
+
+/** The subset of `Deno.Kv` a token store needs (typed here so the web-only check passes). */
+export interface DenoKvLike {
+  /** Reads one entry. */
+  get(key: readonly unknown[]): Promise<{ value: unknown }>
+  /** Writes one entry; `expireIn` in ms. */
+  set(key: readonly unknown[], value: unknown, options?: { expireIn?: number }): Promise<unknown>
+  /** Deletes one entry. */
+  delete(key: readonly unknown[]): Promise<void>
+  /** Closes the database. */
+  close(): void
+}
+
+/**
+ * Opens Deno KV (`Deno.openKv`, which Deno 2.x only provides with `--unstable-kv` or
+ * `"unstable": ["kv"]` in deno.json, and Deno Deploy always). `undefined` where it does not exist.
+ */
+export function _openDenoKv(path?: string): Promise<DenoKvLike> | undefined {
+  const open = (_deno() as { openKv?: (path?: string) => Promise<DenoKvLike> } | undefined)
+    ?.openKv
+  return typeof open === 'function' ? open(path) : undefined
 }

@@ -132,8 +132,12 @@ export function _parseExpiresOn(value: unknown): number | undefined {
   if (m) {
     const [, mo, d, y, h, mi, se, ampm, oh, om] = m
     let hour = Number(h)
+    if (Number(mo) < 1 || Number(mo) > 12 || Number(d) < 1 || Number(d) > 31) return undefined
+    if (hour > 23 || Number(mi) > 59 || Number(se) > 59) return undefined
     if (ampm) {
-      if (hour < 1 || hour > 12) return undefined
+      // Hour 0 with AM/PM occurs in Microsoft's own App Service sample (`09/14/2017 00:00:00 PM
+      // +00:00`); read it as .NET and V8 do: 0 AM = 00:00, 0 PM = 12:00.
+      if (hour > 12) return undefined
       hour = (hour % 12) + (ampm.toUpperCase() === 'PM' ? 12 : 0)
     }
     const sign = oh!.startsWith('-') ? -1 : 1
