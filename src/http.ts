@@ -72,6 +72,11 @@ export interface HttpRequest {
   retry?: Partial<RetryOptions>
   /** The caller's signal: aborts at once, including during back-off. */
   signal?: AbortSignal | undefined
+  /**
+   * Whether connection failures and attempt timeouts are retried (default true). IMDS turns this
+   * off: on a host without it, a dropped packet means "not on Azure", not "try again".
+   */
+  retryNetworkErrors?: boolean
 }
 
 /** A completed response whose body has been read (bounded). */
@@ -265,7 +270,7 @@ export async function sendRequest(ctx: HttpContext, req: HttpRequest): Promise<H
           }; check the endpoint and the network`,
           { cause: e },
         )
-      if (state.attempt > state.maxRetries) throw err
+      if (req.retryNetworkErrors === false || state.attempt > state.maxRetries) throw err
       await wait(ctx, backoff(retry, attempt), signal, req.what)
       continue
     } finally {

@@ -269,3 +269,23 @@ Deno.test('sendRequest() sends through an injected fetch', async () => {
   assertEquals(res.status, 200)
   assertEquals(seen, ['https://example.test/x'])
 })
+
+Deno.test('sendRequest() fails at once on a connection failure when retryNetworkErrors is off', async () => {
+  const srv = serveReset()
+  try {
+    const e = await assertRejects(
+      () =>
+        sendRequest(ctx(), {
+          method: 'GET',
+          url: srv.origin,
+          what: 'the test endpoint',
+          retryNetworkErrors: false,
+        }),
+      AmlAuthError,
+    )
+    assertEquals(e.code, 'ERR_NETWORK')
+    assertEquals(srv.accepted(), 1)
+  } finally {
+    srv.close()
+  }
+})

@@ -234,3 +234,17 @@ async function peek(store: ReturnType<typeof memoryTokenStore>): Promise<[string
   const name = await _hashKey('shared-identity\n' + scope)
   return [name, (await store.get(name))!]
 }
+
+Deno.test('getToken() with an already-aborted signal starts no request', async () => {
+  let calls = 0
+  const auth = new TokenAuthentication(() => {
+    calls++
+    return { token: 't', expiresOn: 4102444800 }
+  }, { cache: createTokenCache() })
+  const e = await assertRejects(
+    () => auth.getToken(undefined, { abortSignal: AbortSignal.abort() }),
+    AmlAuthError,
+  )
+  assertEquals(e.code, 'ERR_ABORTED')
+  assertEquals(calls, 0)
+})

@@ -347,6 +347,11 @@ export abstract class AbstractAuthentication {
   }
 
   #slow(key: string, options: GetTokenOptions | undefined): Promise<AccessToken> {
+    if (options?.abortSignal?.aborted) {
+      return Promise.reject(
+        new AmlAuthError('ERR_ABORTED', 'The token request was aborted by the caller'),
+      )
+    }
     const partition = (this.#partition ??= this.#cache.partition(this._cacheIdentity()))
     let tenant: string | undefined
     try {
