@@ -58,3 +58,10 @@ export {
   type TokenCallback,
   type TokenCallbackResult,
 } from './src/credentials/token.ts'
+export {
+  type ManagedIdentityConfig,
+  type ManagedIdentitySource,
+  MsiAuthentication,
+  type MsiAuthenticationOptions,
+  type MsiAvailabilityOptions,
+} from './src/credentials/msi.ts'
