@@ -59,6 +59,18 @@ export {
   type TokenCallbackResult,
 } from './src/credentials/token.ts'
 export {
+  type AutoRefresh,
+  type AutoRefreshOptions,
+  type AzureMLRunScope,
+  AzureMLTokenAuthentication,
+  type AzureMLTokenAuthenticationOptions,
+  type AzureMLTokenCreateOptions,
+  type AzureMLTokenFromEnvironmentOptions,
+  type DirectoryLister,
+  type RunTokenFiles,
+  type TextFileWriter,
+} from './src/credentials/azureml_token.ts'
+export {
   type ManagedIdentityConfig,
   type ManagedIdentitySource,
   MsiAuthentication,

@@ -1,0 +1,223 @@
+// Fernet (the published format, https://github.com/fernet/spec) with Web Crypto only, plus the
+// PBKDF2 key derivation an Azure ML run uses for its shared, encrypted run-token files.
+//
+// token = base64url(0x80 | timestamp (8 bytes, big-endian seconds) | IV (16) | ciphertext | HMAC (32))
+// key   = base64url(signing key (16 bytes) | encryption key (16 bytes))
+// The HMAC-SHA256 (first key half) covers everything before it and is verified, in constant time
+// by `crypto.subtle.verify`, before anything is decrypted; AES-128-CBC (second half) with PKCS#7.
+import { AmlAuthError } from './errors.ts'
+
+const VERSION = 0x80
+const HEADER = 1 + 8 + 16
+const MAC = 32
+const BLOCK = 16
+const enc = new TextEncoder()
+const B64URL_RE = /^[A-Za-z0-9_-]*={0,2}$/
+
+/** A Fernet key, imported once: the HMAC key and the AES key. */
+export interface _FernetKey {
+  /** HMAC-SHA256 key (first 16 bytes of the Fernet key). */
+  readonly sign: CryptoKey
+  /** AES-128-CBC key (last 16 bytes of the Fernet key). */
+  readonly encrypt: CryptoKey
+}
+
+/** URL-safe base64 with `=` padding, as Python's `base64.urlsafe_b64encode` writes it. */
+export function _b64urlPadded(bytes: Uint8Array): string {
+  let bin = ''
+  for (let i = 0; i < bytes.length; i += 0x8000) {
+    bin += String.fromCharCode(...bytes.subarray(i, i + 0x8000))
+  }
+  return btoa(bin).replace(/\+/g, '-').replace(/\//g, '_')
+}
+
+/** Bytes of URL-safe base64 (padding optional), or `undefined` when it is not that. */
+function unb64url(s: string): Uint8Array<ArrayBuffer> | undefined {
+  if (!B64URL_RE.test(s)) return undefined
+  const norm = s.replace(/=+$/, '')
+  if (norm.length % 4 === 1) return undefined
+  try {
+    const bin = atob(
+      norm.replace(/-/g, '+').replace(/_/g, '/') + '='.repeat((4 - (norm.length % 4)) % 4),
+    )
+    const out = new Uint8Array(bin.length)
+    for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i)
+    return out
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * Imports a Fernet key: 32 bytes, or their URL-safe base64 (44 characters with padding).
+ *
+ * @throws {TypeError} when the key is not 32 bytes; the message never contains the key
+ */
+export async function _importFernetKey(key: string | Uint8Array): Promise<_FernetKey> {
+  const raw = typeof key === 'string' ? unb64url(key.trim()) : key
+  if (!(raw instanceof Uint8Array) || raw.length !== 32) {
+    throw new TypeError('A Fernet key must be 32 bytes, or their URL-safe base64')
+  }
+  const bytes = new Uint8Array(raw)
+  try {
+    const [sign, encrypt] = await Promise.all([
+      crypto.subtle.importKey(
+        'raw',
+        bytes.slice(0, 16),
+        { name: 'HMAC', hash: 'SHA-256' },
+        false,
+        ['sign', 'verify'],
+      ),
+      crypto.subtle.importKey('raw', bytes.slice(16), { name: 'AES-CBC' }, false, [
+        'encrypt',
+        'decrypt',
+      ]),
+    ])
+    return { sign, encrypt }
+  } finally {
+    bytes.fill(0)
+  }
+}
+
+async function keyOf(key: _FernetKey | string | Uint8Array): Promise<_FernetKey> {
+  return typeof key === 'string' || key instanceof Uint8Array ? await _importFernetKey(key) : key
+}
+
+/** Options of {@linkcode _fernetEncrypt}; fixed values are for test vectors only. */
+export interface _FernetEncryptOptions {
+  /** Seconds since the epoch written into the token (default: now). */
+  timestamp?: number
+  /** The 16-byte IV (default: random). Never fix it outside tests. */
+  iv?: Uint8Array
+}
+
+/**
+ * Encrypts bytes or a UTF-8 string into a Fernet token (URL-safe base64 with padding).
+ *
+ * @throws {TypeError} for a bad key, IV or timestamp
+ */
+export async function _fernetEncrypt(
+  key: _FernetKey | string | Uint8Array,
+  plaintext: string | Uint8Array,
+  options: _FernetEncryptOptions = {},
+): Promise<string> {
+  const k = await keyOf(key)
+  const iv = options.iv === undefined
+    ? crypto.getRandomValues(new Uint8Array(BLOCK))
+    : new Uint8Array(options.iv)
+  if (iv.length !== BLOCK) throw new TypeError('The Fernet IV must be 16 bytes')
+  const ts = options.timestamp ?? Math.floor(Date.now() / 1000)
+  if (!Number.isSafeInteger(ts) || ts < 0) {
+    throw new TypeError('The Fernet timestamp must be whole seconds >= 0')
+  }
+  const data = typeof plaintext === 'string' ? enc.encode(plaintext) : new Uint8Array(plaintext)
+  const ct = new Uint8Array(await crypto.subtle.encrypt({ name: 'AES-CBC', iv }, k.encrypt, data))
+  const out = new Uint8Array(HEADER + ct.length + MAC)
+  out[0] = VERSION
+  new DataView(out.buffer).setBigUint64(1, BigInt(ts), false)
+  out.set(iv, 9)
+  out.set(ct, HEADER)
+  const signed = out.subarray(0, HEADER + ct.length)
+  const mac = new Uint8Array(await crypto.subtle.sign('HMAC', k.sign, signed))
+  out.set(mac, HEADER + ct.length)
+  return _b64urlPadded(out)
+}
+
+/** Options of {@linkcode _fernetDecrypt}. */
+export interface _FernetDecryptOptions {
+  /** Reject tokens older than this many seconds (default: no age limit, as Fernet without ttl). */
+  ttlSeconds?: number
+  /** Clock in epoch ms, used only with `ttlSeconds` (default `Date.now`). */
+  now?: number
+}
+
+function invalid(): AmlAuthError {
+  return new AmlAuthError(
+    'ERR_TOKEN_INVALID',
+    'The Fernet token is malformed, was tampered with, or was not made with this key',
+  )
+}
+
+/** The timestamp (epoch seconds) of a Fernet token, without verifying it; `undefined` if malformed. */
+export function _fernetTimestamp(token: string): number | undefined {
+  const bytes = unb64url(token.trim())
+  if (bytes === undefined || bytes.length < HEADER + BLOCK + MAC || bytes[0] !== VERSION) {
+    return undefined
+  }
+  return Number(new DataView(bytes.buffer).getBigUint64(1, false))
+}
+
+/**
+ * Verifies and decrypts a Fernet token. The HMAC is checked (constant time) before decryption.
+ *
+ * @returns the plaintext bytes
+ * @throws {AmlAuthError} `ERR_TOKEN_INVALID` for any malformed, tampered, foreign-key or (with
+ * `ttlSeconds`) expired token; the message never contains the token or key
+ */
+export async function _fernetDecrypt(
+  key: _FernetKey | string | Uint8Array,
+  token: string,
+  options: _FernetDecryptOptions = {},
+): Promise<Uint8Array> {
+  const k = await keyOf(key)
+  if (typeof token !== 'string') throw invalid()
+  const bytes = unb64url(token.trim())
+  if (
+    bytes === undefined || bytes.length < HEADER + BLOCK + MAC ||
+    (bytes.length - HEADER - MAC) % BLOCK !== 0 || bytes[0] !== VERSION
+  ) {
+    throw invalid()
+  }
+  const macAt = bytes.length - MAC
+  const ok = await crypto.subtle.verify(
+    'HMAC',
+    k.sign,
+    bytes.subarray(macAt),
+    bytes.subarray(0, macAt),
+  )
+  if (!ok) throw invalid()
+  if (options.ttlSeconds !== undefined) {
+    const ts = Number(new DataView(bytes.buffer).getBigUint64(1, false))
+    const nowSec = Math.floor((options.now ?? Date.now()) / 1000)
+    // Fernet's rules: too old, or from more than 60 s in the future.
+    if (ts + options.ttlSeconds < nowSec || nowSec + 60 < ts) throw invalid()
+  }
+  try {
+    return new Uint8Array(
+      await crypto.subtle.decrypt(
+        { name: 'AES-CBC', iv: bytes.slice(9, HEADER) },
+        k.encrypt,
+        bytes.subarray(HEADER, macAt),
+      ),
+    )
+  } catch {
+    throw invalid()
+  }
+}
+
+/** PBKDF2 iterations of the Azure ML run-token files. */
+export const _RUN_TOKEN_PBKDF2_ITERATIONS = 100_000
+
+/**
+ * The Fernet key of an Azure ML run's shared token files: URL-safe base64 of
+ * PBKDF2-HMAC-SHA256(password = UTF-8 `pass`, salt = SHA-256(UTF-8 `rand`), 100 000 iterations,
+ * 32 bytes), i.e. the values of `AZUREML_RUN_TOKEN_PASS` and `AZUREML_RUN_TOKEN_RAND`.
+ *
+ * @returns the Fernet key string (44 characters)
+ */
+export async function _deriveRunTokenKey(
+  pass: string,
+  rand: string,
+  iterations: number = _RUN_TOKEN_PBKDF2_ITERATIONS,
+): Promise<string> {
+  const salt = await crypto.subtle.digest('SHA-256', enc.encode(rand))
+  const base = await crypto.subtle.importKey('raw', enc.encode(pass), 'PBKDF2', false, [
+    'deriveBits',
+  ])
+  const bits = await crypto.subtle.deriveBits(
+    { name: 'PBKDF2', hash: 'SHA-256', salt, iterations },
+    base,
+    256,
+  )
+  return _b64urlPadded(new Uint8Array(bits))
+}

@@ -1,0 +1,922 @@
+/**
+ * `AzureMLTokenAuthentication`: the run-scoped token an Azure ML run is given, refreshed from the
+ * run-token service before it expires (SPEC 5).
+ *
+ * @module
+ */
+import { AccessToken, type Audience } from '../access_token.ts'
+import { _unrefTimer, type Env, resolveEnv } from '../env.ts'
+import { AmlAuthError, CredentialUnavailableError } from '../errors.ts'
+import { _parseJsonObject, type HttpResponse, sendRequest } from '../http.ts'
+import { _jwtExpiry } from '../jwt.ts'
+import { _authError } from '../token_response.ts'
+import { _checkEndpoint, _checkPositive, _checkString } from '../_validate.ts'
+import {
+  AbstractAuthentication,
+  type CredentialOptions,
+  type GetTokenOptions,
+  type SubscriptionInfo,
+  type TokenRequest,
+} from './abstract.ts'
+import {
+  _readSharedToken,
+  type _Sharing,
+  _sharingFromEnv,
+  _writeSharedToken,
+  type RunTokenFiles,
+} from './_run_token_files.ts'
+
+export type { DirectoryLister, RunTokenFiles, TextFileWriter } from './_run_token_files.ts'
+
+/** The run a token belongs to: the registry key of {@linkcode AzureMLTokenAuthentication.create}. */
+export interface AzureMLRunScope {
+  /** Subscription id of the workspace. */
+  subscriptionId: string
+  /** Resource group of the workspace. */
+  resourceGroupName: string
+  /** Workspace name. */
+  workspaceName: string
+  /** Experiment name. */
+  experimentName: string
+  /** Run id. */
+  runId: string
+  /** Experiment id; when given it identifies the experiment (registry key and refresh route). */
+  experimentId?: string
+}
+
+/** Options of the {@linkcode AzureMLTokenAuthentication} constructor (prefer `create`). */
+export interface AzureMLTokenAuthenticationOptions
+  extends CredentialOptions, Partial<AzureMLRunScope> {
+  /** The run token. */
+  azuremlAccessToken: string
+  /**
+   * Its expiry: a `Date`, epoch seconds, or an ISO 8601 string with a time zone
+   * (default: the token's JWT `exp`).
+   */
+  expiryTime?: Date | number | string
+  /** The run-token service, e.g. `https://westus2.api.azureml.ms` (https unless loopback). */
+  host?: string
+  /** E-mail of the user who submitted the run (informational). */
+  userEmail?: string
+  /**
+   * Path of the refresh route under `host`, with placeholders `{subscriptionId}`,
+   * `{resourceGroupName}`, `{workspaceName}`, `{experimentName}`, `{experimentId}`, `{runId}`
+   * (values are URL-encoded). Default: the run-history route of SPEC 5, by experiment id when one
+   * is known, else by experiment name.
+   */
+  refreshRoute?: string
+  /**
+   * File-system functions for the run's shared encrypted token files, or `false` to never read or
+   * write them. Sharing happens only when the environment enables it (see the class docs).
+   */
+  tokenFiles?: RunTokenFiles | false
+}
+
+/** Options of {@linkcode AzureMLTokenAuthentication.create}: the host and the whole run scope. */
+export type AzureMLTokenCreateOptions =
+  & Omit<AzureMLTokenAuthenticationOptions, keyof AzureMLRunScope | 'host'>
+  & AzureMLRunScope
+  & { host: string }
+
+/** Options of {@linkcode AzureMLTokenAuthentication.fromEnvironment}. */
+export type AzureMLTokenFromEnvironmentOptions = Omit<
+  AzureMLTokenAuthenticationOptions,
+  keyof AzureMLRunScope | 'host' | 'azuremlAccessToken' | 'expiryTime'
+>
+
+/** Options of {@linkcode AzureMLTokenAuthentication.startAutoRefresh}. */
+export interface AutoRefreshOptions {
+  /** How often to check the token, ms (default 30 000, as the Python SDK's daemon). */
+  intervalMs?: number
+  /** Called with the error of a failed background refresh (the token stays in use while valid). */
+  onError?: (error: AmlAuthError) => void
+}
+
+/** A running auto-refresh timer. */
+export interface AutoRefresh {
+  /** Stops the timer. */
+  stop(): void
+}
+
+/** Refresh when fewer than this many ms remain (Python: 3 retries of 30 s + 5 s). */
+const THRESHOLD_MS = 95_000
+/** After a failed refresh, wait this long before the next attempt (an explicit refresh() excepted). */
+const RETRY_AFTER_FAILURE_MS = 10_000
+/**
+ * Cache key of the run token. The base class keys "no scope" as the ARM scope, which a run token
+ * must never answer for, so this class maps "no scope" to this key and refuses every real scope.
+ * It is not a URL, so no real scope can collide with it.
+ */
+const RUN_KEY = 'azureml:run-token'
+const WHAT = 'the Azure ML run-token service'
+const HISTORY =
+  '/history/v1.0/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.MachineLearningServices/workspaces/{workspaceName}'
+const ROUTE_BY_NAME = HISTORY + '/experiments/{experimentName}/runs/{runId}/token'
+const ROUTE_BY_ID = HISTORY + '/experimentids/{experimentId}/runs/{runId}/token'
+const SCOPE_FIELDS = [
+  'subscriptionId',
+  'resourceGroupName',
+  'workspaceName',
+  'experimentName',
+  'experimentId',
+  'runId',
+] as const
+type ScopeField = typeof SCOPE_FIELDS[number]
+
+const ENV_NAMES: Record<string, string> = {
+  azuremlAccessToken: 'AZUREML_RUN_TOKEN',
+  expiryTime: 'AZUREML_RUN_TOKEN_EXPIRY',
+  host: 'AZUREML_SERVICE_ENDPOINT',
+  subscriptionId: 'AZUREML_ARM_SUBSCRIPTION',
+  resourceGroupName: 'AZUREML_ARM_RESOURCEGROUP',
+  workspaceName: 'AZUREML_ARM_WORKSPACE_NAME',
+  experimentName: 'AZUREML_ARM_PROJECT_NAME',
+  experimentId: 'AZUREML_EXPERIMENT_ID',
+  runId: 'AZUREML_RUN_ID',
+}
+
+// How refreshing works with the shared token cache (design notes).
+// - Keying: the base class keys `getToken()` without scopes as the ARM scope. A run token must
+//   never answer for ARM, so `getToken` is overridden: "no scope" becomes RUN_KEY, every real
+//   scope is refused. The header helpers and `fetch()` call `getToken()`, so they follow.
+// - Refresh point: `_requestToken` hands the cache an AccessToken whose refreshAfterTimestamp is
+//   expiry - 95 s. The cache then serves it without I/O until that point; between it and
+//   expiry - 30 s callers still get it at once while ONE background `_requestToken` runs; after
+//   that, callers wait for one `_requestToken`. Single flight is the cache's, per key.
+// - `_requestToken` never caches: it answers with `#current` while that has over 95 s left
+//   (first use, or a token a sibling process or the timer already renewed), else refreshes.
+// - A failed refresh while `#current` is still valid is not an error for callers: the token is
+//   returned with refreshAfter = now + 10 s, so the cache retries soon without hammering the
+//   service. Only an expired token turns into ERR_TOKEN_EXPIRED (cause: the last refresh error).
+// - `refresh()` and the timer bypass the cache: they share `#refreshNow` (one request in flight
+//   per instance, joined by the cache's own refresh too), then `_forgetTokens()` so the next
+//   `getToken()` asks `_requestToken`, which returns the new `#current` without I/O.
+
+/** One instance per run scope and isolate (the Python SDK's `_registered_auth`). */
+const registry = new Map<string, AzureMLTokenAuthentication>()
+
+/** Forgets every registered instance and stops their timers (tests only). */
+export function _resetRunTokenRegistry(): void {
+  for (const auth of registry.values()) auth.stopAutoRefresh()
+  registry.clear()
+}
+
+function registryKey(o: AzureMLRunScope): string {
+  return [
+    o.subscriptionId,
+    o.resourceGroupName,
+    o.workspaceName,
+    o.experimentId ?? o.experimentName,
+    o.runId,
+  ]
+    .join('//')
+}
+
+/**
+ * A credential around an Azure ML run token: the token a submitted run receives to call the Azure
+ * ML services on its own behalf. It is not an Entra ID token: ARM and the Azure ML client audience
+ * are refused (`ERR_UNSUPPORTED_AUDIENCE`), and `getToken()` without scopes returns the run token.
+ *
+ * The token is refreshed from the run-token service when fewer than 95 s remain: lazily when it is
+ * asked for (one request however many callers wait), on an optional timer
+ * ({@linkcode AzureMLTokenAuthentication.startAutoRefresh}) that never keeps the process alive, or
+ * explicitly with {@linkcode AzureMLTokenAuthentication.refresh}. The refresh request carries the
+ * current run token. A failed refresh keeps the current token in use while it is valid; an expired
+ * token is never sent, the call fails with `ERR_TOKEN_EXPIRED` instead **(ours: the Python SDK
+ * sent it)**. An instance without a host or a complete run scope is never refreshed.
+ *
+ * Inside a run whose environment enables token sharing (`AZUREML_RUN_TOKEN_PASS` and
+ * `AZUREML_RUN_TOKEN_RAND` set, `AZUREML_DISABLE_REFRESHED_TOKEN_SHARING` unset, and
+ * `AZ_BATCHAI_JOB_TEMP`), an instance for the environment's own run also reads the newest token
+ * its sibling processes left in `$AZ_BATCHAI_JOB_TEMP/run_token` (Fernet-encrypted), and writes
+ * each token it refreshes there.
+ *
+ * @example Create the run's credential and sign a request
+ * ```ts
+ * import { AzureMLTokenAuthentication } from '@aml-edge/auth'
+ *
+ * const auth = AzureMLTokenAuthentication.create({
+ *   azuremlAccessToken: 'opaque-run-token',
+ *   expiryTime: '2100-01-01T00:00:00Z',
+ *   host: 'https://westus2.api.azureml.ms',
+ *   subscriptionId: '2a3b4c5d-6e7f-4a8b-9c0d-1e2f3a4b5c6d',
+ *   resourceGroupName: 'my-rg',
+ *   workspaceName: 'my-ws',
+ *   experimentName: 'my-experiment',
+ *   runId: 'my-run-1',
+ * })
+ * const { Authorization } = await auth.getAuthenticationHeader()
+ * console.assert(Authorization === 'Bearer opaque-run-token')
+ * ```
+ */
+export class AzureMLTokenAuthentication extends AbstractAuthentication {
+  /** The run-token service, without a trailing slash, if known. */
+  readonly host: string | undefined
+  /** Subscription id of the run's workspace. */
+  readonly subscriptionId: string | undefined
+  /** Resource group of the run's workspace. */
+  readonly resourceGroupName: string | undefined
+  /** Workspace name. */
+  readonly workspaceName: string | undefined
+  /** Experiment name. */
+  readonly experimentName: string | undefined
+  /** Experiment id. */
+  readonly experimentId: string | undefined
+  /** Run id. */
+  readonly runId: string | undefined
+  /** E-mail of the user who submitted the run, if given. */
+  readonly userEmail: string | undefined
+
+  #current: AccessToken
+  // Random, so that no other instance, in this isolate or another sharing a token store, can
+  // ever read this instance's cached token.
+  readonly #identity: string = 'azureml-run-token#' + crypto.randomUUID()
+  /** The refresh URL, or undefined when this instance is never refreshed. */
+  readonly #refreshUrl: string | undefined
+  /** Why it is never refreshed (option names), for messages. */
+  readonly #missing: readonly string[]
+  readonly #sharing: _Sharing | undefined
+  #sharedChecked = false
+  #inflight: Promise<AccessToken> | undefined = undefined
+  #lastError: AmlAuthError | undefined = undefined
+  #retryAt = 0
+  #timer: ReturnType<typeof setInterval> | undefined = undefined
+
+  /**
+   * Builds a standalone instance, not registered. Most code wants
+   * {@linkcode AzureMLTokenAuthentication.create} (one instance per run) or
+   * {@linkcode AzureMLTokenAuthentication.fromEnvironment}.
+   *
+   * @param options the token, its expiry, the host and run scope, and common options
+   * @throws {TypeError} for a missing token, a non-JWT token without `expiryTime`, a date without a
+   * time zone, a host that is not https (loopback excepted), or a bad route template
+   * @throws {RangeError} for an expiry that looks like milliseconds
+   */
+  constructor(options: AzureMLTokenAuthenticationOptions) {
+    super(options)
+    const v = validate(options, {})
+    this.host = v.host
+    this.subscriptionId = v.scope.subscriptionId
+    this.resourceGroupName = v.scope.resourceGroupName
+    this.workspaceName = v.scope.workspaceName
+    this.experimentName = v.scope.experimentName
+    this.experimentId = v.scope.experimentId
+    this.runId = v.scope.runId
+    this.userEmail = v.userEmail
+    this.#current = new AccessToken(v.token, v.expiresOn)
+    this.#missing = v.missing
+    this.#refreshUrl = v.missing.length === 0 ? v.refreshUrl : undefined
+    this.#sharing = options.tokenFiles === false || !isEnvRun(this._env, v.scope)
+      ? undefined
+      : _sharingFromEnv(this._env, options.tokenFiles)
+  }
+
+  /**
+   * The one instance registered for the run scope (subscription, resource group, workspace,
+   * experiment id or else name, run id), created on the first call. A later call with the same
+   * scope returns that instance: its token, expiry and options are ignored, as in the Python SDK.
+   *
+   * @param options the token, its expiry, the host, the run scope and common options
+   * @returns the registered instance
+   * @throws {TypeError} for a missing or empty host or scope field, and as the constructor
+   *
+   * @example One instance per run
+   * ```ts
+   * import { AzureMLTokenAuthentication } from '@aml-edge/auth'
+   *
+   * const scope = {
+   *   host: 'https://westus2.api.azureml.ms',
+   *   subscriptionId: '2a3b4c5d-6e7f-4a8b-9c0d-1e2f3a4b5c6d',
+   *   resourceGroupName: 'my-rg',
+   *   workspaceName: 'my-ws',
+   *   experimentName: 'my-experiment',
+   *   runId: 'registry-example-run',
+   * }
+   * const a = AzureMLTokenAuthentication.create({ ...scope, azuremlAccessToken: 'first', expiryTime: 4102444800 })
+   * const b = AzureMLTokenAuthentication.create({ ...scope, azuremlAccessToken: 'second', expiryTime: 4102444800 })
+   * console.assert(a === b)
+   * ```
+   */
+  static create(options: AzureMLTokenCreateOptions): AzureMLTokenAuthentication {
+    if (options === null || typeof options !== 'object') {
+      throw new TypeError('options must be an object')
+    }
+    validate(options, {}, true)
+    const key = registryKey(options)
+    const found = registry.get(key)
+    if (found !== undefined) return found
+    const auth = new AzureMLTokenAuthentication(options)
+    registry.set(key, auth)
+    return auth
+  }
+
+  /**
+   * The run's credential from the variables Azure ML sets in a run: `AZUREML_RUN_TOKEN`,
+   * `AZUREML_RUN_TOKEN_EXPIRY` (epoch seconds or an ISO 8601 date with a time zone; optional for a
+   * JWT), `AZUREML_ARM_SUBSCRIPTION`, `AZUREML_ARM_RESOURCEGROUP`, `AZUREML_ARM_WORKSPACE_NAME`,
+   * `AZUREML_ARM_PROJECT_NAME`, `AZUREML_EXPERIMENT_ID` (optional), `AZUREML_RUN_ID` and
+   * `AZUREML_SERVICE_ENDPOINT`. Goes through {@linkcode AzureMLTokenAuthentication.create}.
+   *
+   * @param env the variables (default: the `env` option, else the runtime's environment)
+   * @param options common options, route template and token-file functions
+   * @returns the registered instance for the run
+   * @throws {CredentialUnavailableError} naming every required variable that is not set
+   * @throws {TypeError} naming a variable whose value is malformed
+   *
+   * @example Inside a run (here with an explicit environment)
+   * ```ts
+   * import { AzureMLTokenAuthentication } from '@aml-edge/auth'
+   *
+   * const auth = AzureMLTokenAuthentication.fromEnvironment({
+   *   AZUREML_RUN_TOKEN: 'opaque-run-token',
+   *   AZUREML_RUN_TOKEN_EXPIRY: '4102444800',
+   *   AZUREML_ARM_SUBSCRIPTION: '2a3b4c5d-6e7f-4a8b-9c0d-1e2f3a4b5c6d',
+   *   AZUREML_ARM_RESOURCEGROUP: 'my-rg',
+   *   AZUREML_ARM_WORKSPACE_NAME: 'my-ws',
+   *   AZUREML_ARM_PROJECT_NAME: 'my-experiment',
+   *   AZUREML_RUN_ID: 'env-example-run',
+   *   AZUREML_SERVICE_ENDPOINT: 'https://westus2.api.azureml.ms',
+   * })
+   * console.assert(auth.runId === 'env-example-run')
+   * ```
+   */
+  static fromEnvironment(
+    env?: Env,
+    options: AzureMLTokenFromEnvironmentOptions = {},
+  ): AzureMLTokenAuthentication {
+    const e = resolveEnv(env ?? options.env)
+    const get = (name: string): string | undefined => {
+      const value = e[name]?.trim()
+      return value ? value : undefined
+    }
+    const required = [
+      'AZUREML_RUN_TOKEN',
+      'AZUREML_ARM_SUBSCRIPTION',
+      'AZUREML_ARM_RESOURCEGROUP',
+      'AZUREML_ARM_WORKSPACE_NAME',
+      'AZUREML_ARM_PROJECT_NAME',
+      'AZUREML_RUN_ID',
+      'AZUREML_SERVICE_ENDPOINT',
+    ]
+    const missing = required.filter((name) => get(name) === undefined)
+    if (missing.length > 0) {
+      throw new CredentialUnavailableError(
+        `AzureMLTokenAuthentication.fromEnvironment needs ${missing.join(', ')}, which ${
+          missing.length === 1 ? 'is' : 'are'
+        } not set; Azure ML sets these inside a run (outside one, use create())`,
+      )
+    }
+    const token = get('AZUREML_RUN_TOKEN')!
+    const expiry = get('AZUREML_RUN_TOKEN_EXPIRY')
+    if (expiry === undefined && jwtExpiry(token) === undefined) {
+      throw new CredentialUnavailableError(
+        'AZUREML_RUN_TOKEN is not a JWT with an exp claim and AZUREML_RUN_TOKEN_EXPIRY is not set; set it to the expiry (epoch seconds or an ISO 8601 date with a time zone)',
+      )
+    }
+    const experimentId = get('AZUREML_EXPERIMENT_ID')
+    const all: AzureMLTokenCreateOptions = {
+      ...options,
+      env: e,
+      azuremlAccessToken: token,
+      ...(expiry !== undefined ? { expiryTime: expiry } : {}),
+      host: get('AZUREML_SERVICE_ENDPOINT')!,
+      subscriptionId: get('AZUREML_ARM_SUBSCRIPTION')!,
+      resourceGroupName: get('AZUREML_ARM_RESOURCEGROUP')!,
+      workspaceName: get('AZUREML_ARM_WORKSPACE_NAME')!,
+      experimentName: get('AZUREML_ARM_PROJECT_NAME')!,
+      ...(experimentId !== undefined ? { experimentId } : {}),
+      runId: get('AZUREML_RUN_ID')!,
+    }
+    // Validate first so that a malformed value is reported under its variable's name.
+    validate(all, ENV_NAMES, true)
+    return AzureMLTokenAuthentication.create(all)
+  }
+
+  /** Expiry of the current run token. */
+  get expiryTime(): Date {
+    return new Date(this.#current.expiresOnTimestamp)
+  }
+
+  /** Whether this instance can refresh its token (it has a host and a complete run scope). */
+  get refreshable(): boolean {
+    return this.#refreshUrl !== undefined
+  }
+
+  /**
+   * The run token. Without scopes (the only form accepted) it returns the run token, refreshed
+   * first when fewer than 95 s remain; any scope, including ARM's and Azure ML's, is refused,
+   * so an `@azure/*` client can never send a run token to a service that does not take it.
+   *
+   * @param scopes none (or an empty list)
+   * @param options abort signal; `claims` forces a refresh
+   * @returns the run token
+   * @throws {AmlAuthError} `ERR_UNSUPPORTED_AUDIENCE` for any scope; `ERR_TOKEN_EXPIRED` when the
+   * token expired and could not be refreshed
+   */
+  override getToken(
+    scopes?: string | readonly string[],
+    options?: GetTokenOptions,
+  ): Promise<AccessToken> {
+    // The base class would key "no scope" as ARM; route it to the run-token key instead, so the
+    // shared cache (single flight, refresh-ahead at expiry - 95 s) still does the work.
+    if (scopes === undefined || scopes === '' || (Array.isArray(scopes) && scopes.length === 0)) {
+      return super.getToken(RUN_KEY, options)
+    }
+    const named = typeof scopes === 'string'
+      ? scopes
+      : Array.isArray(scopes)
+      ? scopes.map(String).join(' ')
+      : typeof scopes
+    return Promise.reject(unsupported(`scope ${named} is not supported for run tokens`))
+  }
+
+  /**
+   * Always refused: ARM and Azure ML client audiences are not supported for run tokens.
+   *
+   * @param audience the audience
+   * @returns never
+   * @throws {AmlAuthError} `ERR_UNSUPPORTED_AUDIENCE`
+   */
+  override getTokenForAudience(audience: Audience): Promise<AccessToken> {
+    return Promise.reject(
+      unsupported(`audience ${String(audience)} is not supported for run tokens`),
+    )
+  }
+
+  /**
+   * `{ Authorization: 'Bearer <run token>' }`, a new object on every call.
+   *
+   * @returns the header object
+   * @throws {AmlAuthError} `ERR_TOKEN_EXPIRED` when the token expired and could not be refreshed
+   */
+  override async getAuthenticationHeader(): Promise<{ Authorization: string }> {
+    const t = await this.getToken()
+    return { Authorization: 'Bearer ' + t.token }
+  }
+
+  /**
+   * Always refused: the Azure ML client audience is not supported for run tokens.
+   *
+   * @returns never
+   * @throws {AmlAuthError} `ERR_UNSUPPORTED_AUDIENCE`
+   */
+  override getAzureMLAuthenticationHeader(): Promise<{ Authorization: string }> {
+    return Promise.reject(
+      unsupported('the Azure ML client audience is not supported for run tokens'),
+    )
+  }
+
+  /**
+   * Always refused: ARM does not accept run tokens.
+   *
+   * @returns never
+   * @throws {AmlAuthError} `ERR_UNSUPPORTED_AUDIENCE`
+   */
+  override listSubscriptions(): Promise<SubscriptionInfo[]> {
+    return Promise.reject(
+      unsupported(
+        'listing subscriptions needs an ARM token, which is not supported for run tokens',
+      ),
+    )
+  }
+
+  /**
+   * Refreshes the run token from the service now, whatever time it has left (shares a refresh
+   * already in flight).
+   *
+   * @returns the new token
+   * @throws {CredentialUnavailableError} when this instance cannot be refreshed
+   * @throws {AmlAuthError} when the service refuses or cannot be reached
+   */
+  async refresh(): Promise<AccessToken> {
+    if (this.#refreshUrl === undefined) throw this.#notRefreshable()
+    const t = await this.#refreshNow()
+    this._forgetTokens()
+    return t
+  }
+
+  /**
+   * Checks the token every `intervalMs` and refreshes it when fewer than 95 s remain. The timer
+   * never keeps the process alive (Deno, Node); call `stop()` when done. Starting again replaces
+   * the previous timer. On Workers, prefer the lazy refresh (or call `refresh()` from a cron).
+   *
+   * @param options interval and error callback
+   * @returns a handle to stop the timer
+   * @throws {CredentialUnavailableError} when this instance cannot be refreshed
+   * @throws {RangeError} for a bad interval
+   */
+  startAutoRefresh(options: AutoRefreshOptions = {}): AutoRefresh {
+    const intervalMs = _checkPositive(options.intervalMs, 'intervalMs') ?? 30_000
+    if (options.onError !== undefined && typeof options.onError !== 'function') {
+      throw new TypeError('onError must be a function')
+    }
+    if (this.#refreshUrl === undefined) throw this.#notRefreshable()
+    this.stopAutoRefresh()
+    const onError = options.onError
+    const id = setInterval(() => void this.#tick(onError), intervalMs)
+    _unrefTimer(id)
+    this.#timer = id
+    return {
+      stop: () => {
+        if (this.#timer === id) this.stopAutoRefresh()
+      },
+    }
+  }
+
+  /** Stops the auto-refresh timer, if one runs. */
+  stopAutoRefresh(): void {
+    if (this.#timer !== undefined) {
+      clearInterval(this.#timer)
+      this.#timer = undefined
+    }
+  }
+
+  /** Identity for the cache: random per instance, so no other credential shares its tokens. */
+  protected _cacheIdentity(): string {
+    return this.#identity
+  }
+
+  /**
+   * Called by the cache only: on the first use, at the refresh point (expiry - 95 s) and for a
+   * claims challenge. Answers with the current token while it has over 95 s left, else refreshes.
+   */
+  protected async _requestToken(request: TokenRequest): Promise<AccessToken> {
+    if (request.scopes.length !== 1 || request.scopes[0] !== RUN_KEY) {
+      throw unsupported('only the run token itself is supported for run tokens')
+    }
+    const force = request.claims !== undefined
+    const now = this._http.now()
+    if (!this.#sharedChecked || this.#current.expiresOnTimestamp - now <= THRESHOLD_MS) {
+      await this.#adoptSharedToken()
+    }
+    const cur = this.#current
+    if (!force && cur.expiresOnTimestamp - now > THRESHOLD_MS) return this.#forCache(cur)
+    if (this.#refreshUrl === undefined) {
+      if (cur.expiresOnTimestamp > now) return this.#forCache(cur)
+      throw this.#expired()
+    }
+    if (!force && now < this.#retryAt) {
+      // A refresh failed moments ago: keep using the valid token rather than hammer the service.
+      if (cur.expiresOnTimestamp > now) return this.#forCache(cur, this.#retryAt)
+      throw this.#expired()
+    }
+    try {
+      return this.#forCache(await this.#refreshNow())
+    } catch {
+      const t = this.#current
+      if (t.expiresOnTimestamp > this._http.now()) return this.#forCache(t, this.#retryAt)
+      throw this.#expired()
+    }
+  }
+
+  /** Non-secret fields for `toString`, `toJSON` and inspection: the host and run scope. */
+  protected override _describe(): Record<string, unknown> {
+    return {
+      host: this.host,
+      subscriptionId: this.subscriptionId,
+      resourceGroupName: this.resourceGroupName,
+      workspaceName: this.workspaceName,
+      experimentName: this.experimentName,
+      experimentId: this.experimentId,
+      runId: this.runId,
+      expiresOn: new Date(this.#current.expiresOnTimestamp).toISOString(),
+      refreshable: this.#refreshUrl !== undefined,
+    }
+  }
+
+  /**
+   * The token as the cache should hold it: fresh until `refreshAt` (default: expiry - 95 s for a
+   * refreshable instance; just before expiry otherwise, since waking earlier changes nothing).
+   */
+  #forCache(t: AccessToken, refreshAt?: number): AccessToken {
+    const exp = t.expiresOnTimestamp
+    const at = refreshAt ?? (this.#refreshUrl === undefined ? exp - 1_000 : exp - THRESHOLD_MS)
+    return new AccessToken(t.token, t.expiresOn, Math.min(at, exp))
+  }
+
+  /** Adopts the newest shared token file when it outlives the current token. */
+  async #adoptSharedToken(): Promise<boolean> {
+    this.#sharedChecked = true
+    if (this.#sharing === undefined) return false
+    const found = await _readSharedToken(this.#sharing)
+    if (found === undefined || found.expiresOn * 1000 <= this.#current.expiresOnTimestamp) {
+      return false
+    }
+    this.#current = new AccessToken(found.token, found.expiresOn)
+    return true
+  }
+
+  /** One refresh request at a time per instance, shared by the cache, the timer and refresh(). */
+  #refreshNow(): Promise<AccessToken> {
+    if (this.#inflight === undefined) {
+      this.#inflight = this.#fetchToken().finally(() => {
+        this.#inflight = undefined
+      })
+    }
+    return this.#inflight
+  }
+
+  async #fetchToken(): Promise<AccessToken> {
+    const bearer = this.#current.token
+    try {
+      const res = await sendRequest(this._http, {
+        method: 'GET',
+        url: this.#refreshUrl!,
+        headers: { authorization: 'Bearer ' + bearer },
+        what: WHAT,
+      })
+      const t = _parseRunTokenResponse(res, this._http.now(), bearer)
+      this.#current = t
+      this.#lastError = undefined
+      this.#retryAt = 0
+      if (this.#sharing !== undefined) {
+        await _writeSharedToken(this.#sharing, t.token, this._http.now())
+      }
+      return t
+    } catch (e) {
+      const err = e instanceof AmlAuthError
+        ? e
+        : new AmlAuthError('ERR_NETWORK', `The refresh through ${WHAT} failed unexpectedly`)
+      this.#lastError = err
+      this.#retryAt = this._http.now() + RETRY_AFTER_FAILURE_MS
+      throw err
+    }
+  }
+
+  async #tick(onError: ((error: AmlAuthError) => void) | undefined): Promise<void> {
+    try {
+      const now = this._http.now()
+      if (this.#current.expiresOnTimestamp - now > THRESHOLD_MS) return
+      // Due: a sibling process may already have refreshed it; else ask the service.
+      if (await this.#adoptSharedToken()) {
+        this._forgetTokens()
+        if (this.#current.expiresOnTimestamp - this._http.now() > THRESHOLD_MS) return
+      }
+      if (this._http.now() < this.#retryAt) return
+      await this.#refreshNow()
+      this._forgetTokens()
+    } catch (e) {
+      try {
+        onError?.(e instanceof AmlAuthError ? e : new AmlAuthError('ERR_NETWORK', String(e)))
+      } catch {
+        // The callback's own failure must not become an unhandled rejection of the timer.
+      }
+    }
+  }
+
+  #expired(): AmlAuthError {
+    const why = this.#refreshUrl === undefined
+      ? `it cannot be refreshed because ${this.#missing.join(', ')} ${
+        this.#missing.length === 1 ? 'was' : 'were'
+      } not given`
+      : this.#lastError !== undefined
+      ? `the last refresh failed (${this.#lastError.code}${
+        this.#lastError.status !== undefined ? `, status ${this.#lastError.status}` : ''
+      })`
+      : 'it could not be refreshed'
+    return new AmlAuthError(
+      'ERR_TOKEN_EXPIRED',
+      `The Azure ML run token has expired and ${why}; get a new run token (e.g. restart the run's process with a fresh AZUREML_RUN_TOKEN)`,
+      this.#lastError !== undefined ? { cause: this.#lastError } : {},
+    )
+  }
+
+  #notRefreshable(): CredentialUnavailableError {
+    return new CredentialUnavailableError(
+      `This AzureMLTokenAuthentication cannot refresh its run token because ${
+        this.#missing.join(', ')
+      } ${this.#missing.length === 1 ? 'was' : 'were'} not given`,
+    )
+  }
+}
+
+function unsupported(what: string): AmlAuthError {
+  return new AmlAuthError(
+    'ERR_UNSUPPORTED_AUDIENCE',
+    `AzureMLTokenAuthentication: ${what}; a run token only authorizes the run's own calls to Azure ML (use ServicePrincipalAuthentication or MsiAuthentication for ARM and Azure ML client tokens)`,
+  )
+}
+
+/** Whether a run scope is the run the environment describes (the owner of the shared token files). */
+function isEnvRun(env: Env, scope: Partial<AzureMLRunScope>): boolean {
+  const same = (a: string | undefined, b: string | undefined) =>
+    a !== undefined && b !== undefined && a.trim().toLowerCase() === b.toLowerCase()
+  return scope.runId !== undefined && env.AZUREML_RUN_ID?.trim() === scope.runId &&
+    same(env.AZUREML_ARM_SUBSCRIPTION, scope.subscriptionId) &&
+    same(env.AZUREML_ARM_RESOURCEGROUP, scope.resourceGroupName) &&
+    same(env.AZUREML_ARM_WORKSPACE_NAME, scope.workspaceName)
+}
+
+interface Validated {
+  token: string
+  expiresOn: number
+  host: string | undefined
+  userEmail: string | undefined
+  scope: Partial<AzureMLRunScope>
+  /** Option names whose absence prevents refreshing (empty: refreshable). */
+  missing: string[]
+  refreshUrl: string | undefined
+}
+
+/**
+ * Checks options without I/O. `names` renames options in messages (environment variables);
+ * `complete` requires the host and the whole run scope (`create`).
+ */
+function validate(
+  o: Partial<AzureMLTokenAuthenticationOptions>,
+  names: Record<string, string>,
+  complete = false,
+): Validated {
+  const n = (option: string) => names[option] ?? option
+  if (o === null || typeof o !== 'object') throw new TypeError('options must be an object')
+  const token = _checkString(o.azuremlAccessToken, n('azuremlAccessToken'))
+  let expiresOn: number
+  if (o.expiryTime !== undefined) {
+    expiresOn = _expirySeconds(o.expiryTime, n('expiryTime'))
+  } else {
+    const exp = jwtExpiry(token)
+    if (exp === undefined) {
+      throw new TypeError(
+        `${n('azuremlAccessToken')} is not a JWT with an exp claim; pass ${n('expiryTime')}`,
+      )
+    }
+    expiresOn = exp
+  }
+  const scope: Partial<AzureMLRunScope> = {}
+  const missing: string[] = []
+  for (const field of SCOPE_FIELDS) {
+    const value = o[field]
+    if (value === undefined || value === null) {
+      if (field !== 'experimentId') missing.push(n(field))
+      continue
+    }
+    scope[field] = checkSegment(value, n(field))
+  }
+  if (scope.experimentId !== undefined) {
+    // Either experiment field identifies the experiment.
+    const i = missing.indexOf(n('experimentName'))
+    if (i >= 0) missing.splice(i, 1)
+  }
+  let host: string | undefined
+  if (o.host !== undefined && o.host !== null) host = _checkEndpoint(o.host, n('host'))
+  else missing.unshift(n('host'))
+  if (o.userEmail !== undefined && typeof o.userEmail !== 'string') {
+    throw new TypeError('userEmail must be a string')
+  }
+  const route = routeTemplate(o.refreshRoute, scope)
+  for (const field of placeholders(route)) {
+    if (scope[field] === undefined && !missing.includes(n(field))) missing.push(n(field))
+  }
+  if (complete && missing.length > 0) {
+    throw new TypeError(`${missing.join(', ')} must be given (non-empty strings)`)
+  }
+  const refreshUrl = host === undefined || missing.length > 0 ? undefined : host +
+    route.replace(/\{(\w+)\}/g, (_, field: ScopeField) => encodeURIComponent(scope[field]!))
+  return {
+    token,
+    expiresOn,
+    host,
+    userEmail: o.userEmail,
+    scope,
+    missing,
+    refreshUrl,
+  }
+}
+
+function placeholders(route: string): ScopeField[] {
+  return [...route.matchAll(/\{(\w+)\}/g)].map((m) => m[1] as ScopeField)
+}
+
+function routeTemplate(value: unknown, scope: Partial<AzureMLRunScope>): string {
+  if (value === undefined) return scope.experimentId !== undefined ? ROUTE_BY_ID : ROUTE_BY_NAME
+  if (typeof value !== 'string' || !value.startsWith('/') || value.startsWith('//')) {
+    throw new TypeError('refreshRoute must be a path starting with a single /')
+  }
+  if (/[?#]/.test(value)) throw new TypeError('refreshRoute must not contain a query or fragment')
+  const stray = value.replace(
+    /\{(\w+)\}/g,
+    (m, name: string) => (SCOPE_FIELDS as readonly string[]).includes(name) ? '' : m,
+  )
+  if (/[{}]/.test(stray)) {
+    throw new TypeError(
+      `refreshRoute may only use the placeholders ${SCOPE_FIELDS.map((f) => `{${f}}`).join(', ')}`,
+    )
+  }
+  return value
+}
+
+/** A scope value: a non-empty string that cannot walk out of its path segment. */
+function checkSegment(value: unknown, option: string): string {
+  const s = _checkString(value, option)
+  if (s === '.' || s === '..') throw new TypeError(`${option} must not be '.' or '..'`)
+  return s
+}
+
+function jwtExpiry(token: string): number | undefined {
+  try {
+    return _jwtExpiry(token, 'run token')
+  } catch {
+    return undefined
+  }
+}
+
+const ISO_RE =
+  /^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?(?:\s*(Z|[+-]\d{2}(?::?\d{2})?))?$/i
+
+/**
+ * Epoch ms of an ISO 8601 date-time with a zone (`Z` or an offset), strictly: the fields must be
+ * a real date. Returns `'no-zone'` for a date-time without a zone, `undefined` for anything else.
+ */
+export function _parseIsoWithZone(s: string): number | 'no-zone' | undefined {
+  const m = ISO_RE.exec(s.trim())
+  if (!m) return undefined
+  const [, y, mo, d, h, mi, se, frac, zone] = m
+  const year = Number(y)
+  const month = Number(mo)
+  const day = Number(d)
+  const hour = Number(h)
+  const minute = Number(mi)
+  const second = se === undefined ? 0 : Number(se)
+  if (month < 1 || month > 12 || day < 1 || hour > 23 || minute > 59 || second > 59) {
+    return undefined
+  }
+  if (new Date(Date.UTC(year, month - 1, day)).getUTCDate() !== day) return undefined
+  if (zone === undefined) return 'no-zone'
+  let offsetMin = 0
+  if (zone.toUpperCase() !== 'Z') {
+    const digits = zone.slice(1).replace(':', '')
+    const oh = Number(digits.slice(0, 2))
+    const om = digits.length > 2 ? Number(digits.slice(2)) : 0
+    if (oh > 23 || om > 59) return undefined
+    offsetMin = (zone.startsWith('-') ? -1 : 1) * (oh * 60 + om)
+  }
+  const ms = frac === undefined ? 0 : Math.floor(Number('0.' + frac) * 1000)
+  return Date.UTC(year, month - 1, day, hour, minute, second, ms) - offsetMin * 60_000
+}
+
+/**
+ * Epoch seconds of an expiry given as a `Date`, epoch seconds (number or digits), or an ISO 8601
+ * date-time with a zone. No time-zone guessing: a date-time without a zone is refused.
+ */
+export function _expirySeconds(value: unknown, option: string): number {
+  if (value instanceof Date) {
+    const t = value.getTime()
+    if (Number.isNaN(t)) throw new TypeError(`${option} is an invalid Date`)
+    return Math.floor(t / 1000)
+  }
+  let n: number | undefined
+  if (typeof value === 'number') n = value
+  else if (typeof value === 'string' && /^\s*\d+(\.\d+)?\s*$/.test(value)) n = Number(value)
+  if (n !== undefined) {
+    if (!Number.isFinite(n) || n <= 0) {
+      throw new RangeError(`${option} must be positive epoch seconds`)
+    }
+    if (n > 1e11) {
+      throw new RangeError(`${option} looks like milliseconds; pass epoch seconds`)
+    }
+    return Math.floor(n)
+  }
+  if (typeof value === 'string') {
+    const parsed = _parseIsoWithZone(value)
+    if (parsed === 'no-zone') {
+      throw new TypeError(
+        `${option} has no time zone; add Z or an offset such as +00:00 (the time zone is never guessed)`,
+      )
+    }
+    if (parsed !== undefined) return Math.floor(parsed / 1000)
+  }
+  throw new TypeError(
+    `${option} must be a Date, epoch seconds, or an ISO 8601 date-time with a time zone`,
+  )
+}
+
+/**
+ * Reads the run-token service's answer `{ token, expiryTimeUtc }`: non-2xx becomes an
+ * `AuthenticationError` (server text scrubbed of the bearer token), a missing or malformed field
+ * `ERR_RESPONSE_INVALID`.
+ */
+export function _parseRunTokenResponse(
+  res: HttpResponse,
+  nowMs: number,
+  bearer: string,
+): AccessToken {
+  if (res.status < 200 || res.status >= 300) {
+    throw _authError(res, { what: WHAT, now: nowMs, secrets: [bearer] })
+  }
+  const body = _parseJsonObject(res, WHAT)
+  const invalid = (why: string) =>
+    new AmlAuthError('ERR_RESPONSE_INVALID', `Cannot read the response of ${WHAT}: ${why}`, {
+      status: res.status,
+    })
+  if (typeof body.token !== 'string' || body.token.trim() === '') {
+    throw invalid('token is missing or not a string')
+  }
+  const expiry = typeof body.expiryTimeUtc === 'string'
+    ? _parseIsoWithZone(body.expiryTimeUtc)
+    : undefined
+  if (typeof expiry !== 'number') {
+    throw invalid('expiryTimeUtc is missing or not an ISO 8601 date-time with a time zone')
+  }
+  if (expiry <= nowMs) throw invalid('expiryTimeUtc is in the past')
+  return new AccessToken(body.token, Math.floor(expiry / 1000))
+}
