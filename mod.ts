@@ -77,3 +77,9 @@ export {
   type MsiAuthenticationOptions,
   type MsiAvailabilityOptions,
 } from './src/credentials/msi.ts'
+export {
+  type CertificateCredential,
+  ServicePrincipalAuthentication,
+  type ServicePrincipalAuthenticationOptions,
+  type ServicePrincipalFromEnvironmentOptions,
+} from './src/credentials/service_principal.ts'

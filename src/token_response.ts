@@ -45,7 +45,7 @@ export function _authError(res: HttpResponse, opts: _ParseOptions): Authenticati
   const advice = opts.advice?.(codes, error)
   const message =
     `${opts.what} refused the request (status ${res.status}${error ? `, ${error}` : ''})` +
-    (firstLine ? `: ${firstLine}` : '') + (advice ? `. ${advice}` : '')
+    (firstLine ? `: ${firstLine.replace(/\.+$/, '')}` : '') + (advice ? `. ${advice}` : '')
   return new AuthenticationError(message, {
     status: res.status,
     ...(error !== undefined ? { error } : {}),
