@@ -78,6 +78,29 @@ export {
   type MsiAvailabilityOptions,
 } from './src/credentials/msi.ts'
 export {
+  type AccountInfo,
+  type AmbientSource,
+  type AuthorizationRequest,
+  AZURE_CLI_CLIENT_ID,
+  type BeginAuthorizationOptions,
+  type DeviceCodeCallback,
+  type DeviceCodeInfo,
+  InteractiveLoginAuthentication,
+  type InteractiveLoginAuthenticationOptions,
+} from './src/credentials/interactive.ts'
+export {
+  AzureCliAuthentication,
+  type AzureCliAuthenticationOptions,
+  type CommandResult,
+  type CommandRunner,
+} from './src/credentials/azure_cli.ts'
+export {
+  type DenoKvLike,
+  type DenoKvTokenStore,
+  denoKvTokenStore,
+  type DenoKvTokenStoreOptions,
+} from './src/token_store_deno_kv.ts'
+export {
   type CertificateCredential,
   ServicePrincipalAuthentication,
   type ServicePrincipalAuthenticationOptions,

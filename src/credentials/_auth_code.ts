@@ -1,0 +1,203 @@
+// The authorization-code flow with PKCE (RFC 7636, S256) for apps that own a redirect URI: build
+// the /authorize URL, then read the callback and exchange the code. The opaque `state` string the
+// app keeps between the two steps holds the PKCE verifier, so it belongs on the server side.
+import { AmlAuthError, AuthenticationError } from '../errors.ts'
+import type { HttpContext } from '../http.ts'
+import { _b64url, _unb64 } from '../jwt.ts'
+import { _checkEndpoint, _checkString } from '../_validate.ts'
+import { _entraUrl, _scopeParam, type _TokenResult, _userGrant } from './_refresh_token.ts'
+
+/** Options of `beginAuthorization`. */
+export interface BeginAuthorizationOptions {
+  /** Where Entra sends the browser back: https, or http on a loopback host. */
+  redirectUri: string | URL
+  /** Scopes to consent to and get the first token for (default: the cloud's ARM scope). */
+  scopes?: string | readonly string[]
+  /** Pre-fills the sign-in name. */
+  loginHint?: string
+  /** `login`, `select_account`, `consent`, `none` or `create`. */
+  prompt?: 'login' | 'select_account' | 'consent' | 'none' | 'create'
+  /** Skips home-realm discovery, e.g. `contoso.com` or `consumers`. */
+  domainHint?: string
+}
+
+/** What `beginAuthorization` returns. */
+export interface AuthorizationRequest {
+  /** Send the user's browser here. */
+  url: URL
+  /**
+   * Opaque; keep it server-side (it holds the PKCE verifier) and pass it to
+   * `completeAuthorization` with the callback URL.
+   */
+  state: string
+}
+
+const PROMPTS = ['login', 'select_account', 'consent', 'none', 'create']
+
+interface _Pending {
+  v: 1
+  /** The `state` sent to /authorize. */
+  s: string
+  /** PKCE code verifier. */
+  cv: string
+  /** Redirect URI. */
+  r: string
+  /** Scopes. */
+  sc: string[]
+  /** Client id, so a state cannot be completed by another app's credential. */
+  c: string
+}
+
+/** Normalizes the `scopes` option. */
+export function _scopeList(
+  scopes: string | readonly string[] | undefined,
+  fallback: string,
+): string[] {
+  if (scopes === undefined) return [fallback]
+  const list = typeof scopes === 'string' ? scopes.split(' ').filter(Boolean) : [...scopes]
+  if (list.length === 0 || list.some((s) => typeof s !== 'string' || s === '' || /\s/.test(s))) {
+    throw new TypeError('scopes must be non-empty strings without spaces')
+  }
+  return list
+}
+
+/** Builds the /authorize URL with an S256 challenge from a random 32-byte verifier. */
+export async function _beginAuthorization(
+  p: { authorityHost: string; tenant: string; clientId: string; defaultScope: string },
+  options: BeginAuthorizationOptions,
+): Promise<AuthorizationRequest> {
+  if (options === null || typeof options !== 'object') {
+    throw new TypeError('beginAuthorization() needs an options object with redirectUri')
+  }
+  _checkEndpoint(options.redirectUri, 'redirectUri')
+  // Entra compares redirect URIs exactly: send the one the app registered, as given.
+  const redirect = String(options.redirectUri)
+  const scopes = _scopeList(options.scopes, p.defaultScope)
+  if (options.prompt !== undefined && !PROMPTS.includes(options.prompt)) {
+    throw new TypeError(`prompt must be one of ${PROMPTS.join(', ')}`)
+  }
+  if (options.loginHint !== undefined) _checkString(options.loginHint, 'loginHint')
+  if (options.domainHint !== undefined) _checkString(options.domainHint, 'domainHint')
+  const verifier = _b64url(crypto.getRandomValues(new Uint8Array(32)))
+  const challenge = _b64url(
+    await crypto.subtle.digest('SHA-256', new TextEncoder().encode(verifier)),
+  )
+  const state = _b64url(crypto.getRandomValues(new Uint8Array(16)))
+  const url = new URL(_entraUrl(p.authorityHost, p.tenant, 'authorize'))
+  const q = url.searchParams
+  q.set('client_id', p.clientId)
+  q.set('response_type', 'code')
+  q.set('redirect_uri', redirect)
+  q.set('response_mode', 'query')
+  q.set('scope', _scopeParam(scopes))
+  q.set('state', state)
+  q.set('code_challenge', challenge)
+  q.set('code_challenge_method', 'S256')
+  if (options.prompt !== undefined) q.set('prompt', options.prompt)
+  if (options.loginHint !== undefined) q.set('login_hint', options.loginHint)
+  if (options.domainHint !== undefined) q.set('domain_hint', options.domainHint)
+  const pending: _Pending = { v: 1, s: state, cv: verifier, r: redirect, sc: scopes, c: p.clientId }
+  return { url, state: _b64url(JSON.stringify(pending)) }
+}
+
+function badState(): AmlAuthError {
+  return new AmlAuthError(
+    'ERR_RESPONSE_INVALID',
+    'The state of the callback URL does not match the pending authorization; start again with beginAuthorization()',
+  )
+}
+
+function readPending(state: unknown, clientId: string): _Pending {
+  if (typeof state !== 'string' || state === '') {
+    throw new TypeError('state must be the string beginAuthorization() returned')
+  }
+  let v: _Pending
+  try {
+    v = JSON.parse(new TextDecoder().decode(_unb64(state)))
+  } catch {
+    throw new TypeError('state must be the string beginAuthorization() returned')
+  }
+  if (
+    v?.v !== 1 || typeof v.s !== 'string' || typeof v.cv !== 'string' ||
+    typeof v.r !== 'string' || !Array.isArray(v.sc) || typeof v.c !== 'string'
+  ) {
+    throw new TypeError('state must be the string beginAuthorization() returned')
+  }
+  if (v.c !== clientId) {
+    throw new TypeError('state was created by a credential with another clientId')
+  }
+  return v
+}
+
+function sameString(a: string, b: string): boolean {
+  let diff = a.length ^ b.length
+  for (let i = 0; i < Math.max(a.length, b.length); i++) {
+    diff |= (a.charCodeAt(i) || 0) ^ (b.charCodeAt(i) || 0)
+  }
+  return diff === 0
+}
+
+/**
+ * Reads the callback URL, checks `state`, and exchanges the code (with the verifier) at the token
+ * endpoint. Errors Entra put on the callback become `AuthenticationError`s (status 0: no HTTP
+ * response carried them).
+ */
+export async function _completeAuthorization(
+  ctx: HttpContext,
+  p: { authorityHost: string; tenant: string; clientId: string },
+  callbackUrl: string | URL,
+  state: string,
+  signal?: AbortSignal,
+): Promise<{ result: _TokenResult; scopes: string[] }> {
+  const pending = readPending(state, p.clientId)
+  let url: URL
+  try {
+    url = new URL(callbackUrl)
+  } catch {
+    throw new TypeError('callbackUrl must be the absolute URL Entra redirected to')
+  }
+  const q = url.searchParams
+  const got = q.get('state')
+  if (got === null || !sameString(got, pending.s)) throw badState()
+  const error = q.get('error')
+  if (error !== null) {
+    const description = (q.get('error_description') ?? '').slice(0, 600)
+    const m = description.match(/AADSTS(\d+)/)
+    throw new AuthenticationError(
+      `Entra ID refused the authorization (${error})${
+        description ? `: ${description.split(/\r?\n/)[0]}` : ''
+      }`,
+      {
+        status: 0,
+        error,
+        ...(description ? { errorDescription: description } : {}),
+        ...(m ? { errorCodes: [Number(m[1])] } : {}),
+        ...(q.get('trace_id') ? { traceId: q.get('trace_id')! } : {}),
+        ...(q.get('correlation_id') ? { correlationId: q.get('correlation_id')! } : {}),
+      },
+    )
+  }
+  const code = q.get('code')
+  if (code === null || code === '') {
+    throw new AmlAuthError(
+      'ERR_RESPONSE_INVALID',
+      'The callback URL has neither code nor error; pass the full URL Entra redirected to',
+    )
+  }
+  const result = await _userGrant(ctx, {
+    authorityHost: p.authorityHost,
+    tenant: p.tenant,
+    form: {
+      client_id: p.clientId,
+      grant_type: 'authorization_code',
+      code,
+      redirect_uri: pending.r,
+      code_verifier: pending.cv,
+      scope: _scopeParam(pending.sc),
+      client_info: '1',
+    },
+    what: 'the Entra ID token endpoint (authorization code)',
+    signal,
+  })
+  return { result, scopes: pending.sc }
+}
