@@ -9,9 +9,8 @@
 import { CredentialUnavailableError } from './errors.ts'
 import type { FileReader } from './env.ts'
 import { JWT_BEARER_ASSERTION } from './_entra.ts'
-import { _b64, _b64url } from './jwt.ts'
+import { _b64, _b64url, _hex } from './jwt.ts'
 import {
-  _hex,
   _modulusBits,
   _parseCertificatePem,
   _parsePrivateKeyPem,
@@ -62,9 +61,14 @@ export interface _ClientAuth {
 
 let uniqueIds = 0
 
+/** 64 bits of a domain-separated SHA-256 of a value, as hex: identifies it, never reveals it. */
+function fingerprintOf(domain: string, value: string): string {
+  return _hex(_sha256('aml-edge-auth/' + domain + '\0' + value).subarray(0, 8))
+}
+
 /** A fingerprint of a secret: 64 bits of a domain-separated SHA-256, never the secret. */
 export function _secretFingerprint(secret: string): string {
-  return _hex(_sha256('aml-edge-auth/client-secret\0' + secret).subarray(0, 8))
+  return fingerprintOf('client-secret', secret)
 }
 
 /**
@@ -171,7 +175,7 @@ export function _federatedTokenFileAuth(
     cached = { value, readAt: t }
     return value
   }
-  const fingerprint = 'w:' + _hex(_sha256('aml-edge-auth/token-file\0' + path).subarray(0, 8))
+  const fingerprint = 'w:' + fingerprintOf('token-file', path)
   return _assertionAuth(read, `Reading ${option}`, 'federatedTokenFile', fingerprint)
 }
 
@@ -319,7 +323,8 @@ export function _certificateAuth(
         key = await m.importKey()
       } catch (e) {
         throw new CredentialUnavailableError(
-          'Web Crypto could not import the certificate private key as an RSA-PSS signing key',
+          'Web Crypto could not import the certificate private key as an RSA-PSS signing key; ' +
+            'pass an unencrypted PKCS#8 RSA key (the cause names the Web Crypto error)',
           { cause: e instanceof Error ? new Error(e.name) : undefined },
         )
       }
@@ -445,6 +450,6 @@ export function _certificateFileAuth(
       )
     }
   }
-  const fingerprint = 'f:' + _hex(_sha256('aml-edge-auth/cert-file\0' + path).subarray(0, 8))
+  const fingerprint = 'f:' + fingerprintOf('cert-file', path)
   return _certificateAuth(load, sendChain, fingerprint)
 }

@@ -16,7 +16,7 @@ export const ENTRA_WHAT = 'Microsoft Entra ID'
 export const JWT_BEARER_ASSERTION = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer'
 
 /** Form fields whose values are secrets: never logged, scrubbed from server text. */
-export const SECRET_FORM_FIELDS: readonly string[] = Object.freeze([
+export const SECRET_FORM_FIELDS: readonly string[] = /* @__PURE__ */ Object.freeze([
   'client_secret',
   'client_assertion',
   'refresh_token',
@@ -72,13 +72,13 @@ export interface EntraTokenResult {
  *
  * @param authority authority host, with or without a trailing slash
  * @param tenant tenant id, domain, `organizations` or `common`
- * @param endpoint `token` (default) or `devicecode`
+ * @param endpoint `token` (default), `devicecode` or `authorize`
  * @returns the URL
  */
 export function entraEndpoint(
   authority: string,
   tenant: string,
-  endpoint: 'token' | 'devicecode' = 'token',
+  endpoint: 'token' | 'devicecode' | 'authorize' = 'token',
 ): string {
   return `${authority.replace(/\/+$/, '')}/${encodeURIComponent(tenant)}/oauth2/v2.0/${endpoint}`
 }
@@ -277,4 +277,4 @@ export function entraAdvice(names: Partial<EntraAdviceNames> = {}): EntraAdvice 
   }
 }
 
-const DEFAULT_ADVICE = entraAdvice()
+const DEFAULT_ADVICE = /* @__PURE__ */ entraAdvice()

@@ -6,12 +6,13 @@
 // The HMAC-SHA256 (first key half) covers everything before it and is verified, in constant time
 // by `crypto.subtle.verify`, before anything is decrypted; AES-128-CBC (second half) with PKCS#7.
 import { AmlAuthError } from './errors.ts'
+import { _b64, _unb64 } from './jwt.ts'
 
 const VERSION = 0x80
 const HEADER = 1 + 8 + 16
 const MAC = 32
 const BLOCK = 16
-const enc = new TextEncoder()
+const enc = /* @__PURE__ */ new TextEncoder()
 const B64URL_RE = /^[A-Za-z0-9_-]*={0,2}$/
 
 /** A Fernet key, imported once: the HMAC key and the AES key. */
@@ -24,11 +25,7 @@ export interface _FernetKey {
 
 /** URL-safe base64 with `=` padding, as Python's `base64.urlsafe_b64encode` writes it. */
 export function _b64urlPadded(bytes: Uint8Array): string {
-  let bin = ''
-  for (let i = 0; i < bytes.length; i += 0x8000) {
-    bin += String.fromCharCode(...bytes.subarray(i, i + 0x8000))
-  }
-  return btoa(bin).replace(/\+/g, '-').replace(/\//g, '_')
+  return _b64(bytes).replace(/\+/g, '-').replace(/\//g, '_')
 }
 
 /** Bytes of URL-safe base64 (padding optional), or `undefined` when it is not that. */
@@ -37,12 +34,7 @@ function unb64url(s: string): Uint8Array<ArrayBuffer> | undefined {
   const norm = s.replace(/=+$/, '')
   if (norm.length % 4 === 1) return undefined
   try {
-    const bin = atob(
-      norm.replace(/-/g, '+').replace(/_/g, '/') + '='.repeat((4 - (norm.length % 4)) % 4),
-    )
-    const out = new Uint8Array(bin.length)
-    for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i)
-    return out
+    return _unb64(norm)
   } catch {
     return undefined
   }

@@ -4,7 +4,9 @@
 // import (encrypted keys, PKCS#12), and a synchronous SHA-256 so that certificate thumbprints and
 // secret fingerprints are known at construction, before any await. Every parse error is a
 // TypeError that names the option and never quotes key material.
-import { _b64url, _unb64 } from './jwt.ts'
+import { _b64url, _hex, _unb64 } from './jwt.ts'
+
+export { _hex }
 
 /** One `-----BEGIN <label>-----` block. */
 export interface _PemBlock {
@@ -149,7 +151,7 @@ const OID_RSA_PSS = '1.2.840.113549.1.1.10'
 const OID_EC = '1.2.840.10045.2.1'
 const OID_PKCS7_DATA = '1.2.840.113549.1.7.1'
 /** AlgorithmIdentifier { rsaEncryption, NULL }. */
-const RSA_ALG_ID = new Uint8Array([
+const RSA_ALG_ID = /* @__PURE__ */ new Uint8Array([
   0x30,
   0x0d,
   0x06,
@@ -428,7 +430,7 @@ export function _modulusBits(m: Uint8Array): number {
 // ---------------------------------------------------------------------------------------------
 // Synchronous SHA-256 (FIPS 180-4), for thumbprints and fingerprints needed before any await.
 
-const K = new Uint32Array([
+const K = /* @__PURE__ */ new Uint32Array([
   0x428a2f98,
   0x71374491,
   0xb5c0fbcf,
@@ -556,13 +558,6 @@ export function _sha256(input: Uint8Array | string): Uint8Array<ArrayBuffer> {
   const ov = new DataView(out.buffer)
   for (let i = 0; i < 8; i++) ov.setUint32(i * 4, h[i]!)
   return out
-}
-
-/** Lower-case hex of bytes. */
-export function _hex(bytes: Uint8Array): string {
-  let s = ''
-  for (const b of bytes) s += b.toString(16).padStart(2, '0')
-  return s
 }
 
 /** `x5t#S256`: base64url of the SHA-256 of a certificate's DER. */

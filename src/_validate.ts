@@ -3,6 +3,9 @@
 
 const TENANT_RE = /^[0-9a-zA-Z.-]+$/
 
+/** A GUID (tenant, client, object id), any case. */
+export const _GUID_RE: RegExp = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
+
 /** Throws unless `tenantId` looks like a GUID or a domain (Entra's own rule). */
 export function _checkTenantId(tenantId: unknown, option = 'tenantId'): string {
   if (typeof tenantId !== 'string' || !TENANT_RE.test(tenantId)) {
@@ -11,6 +14,20 @@ export function _checkTenantId(tenantId: unknown, option = 'tenantId'): string {
     )
   }
   return tenantId
+}
+
+/**
+ * Checks an `additionallyAllowedTenants` option: an array of tenant GUIDs or domains, or `"*"`.
+ * Returns them lower-cased, as a set.
+ */
+export function _checkAllowedTenants(list: unknown, option: string): ReadonlySet<string> {
+  if (list === undefined) return new Set()
+  if (!Array.isArray(list)) {
+    throw new TypeError(`${option} must be an array of tenant ids (or "*")`)
+  }
+  return new Set(
+    list.map((t, i) => t === '*' ? '*' : _checkTenantId(t, `${option}[${i}]`).toLowerCase()),
+  )
 }
 
 /** Throws unless `value` is a non-empty string. */
@@ -58,6 +75,22 @@ export function _checkPositive(value: unknown, option: string): number | undefin
     throw new RangeError(`${option} must be a positive number`)
   }
   return value
+}
+
+/** Throws a RangeError unless `value` is a finite number >= 0 (or undefined), e.g. a delay. */
+export function _checkNonNegative(value: unknown, option: string): number | undefined {
+  if (value === undefined) return undefined
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) {
+    throw new RangeError(`${option} must be a number >= 0`)
+  }
+  return value
+}
+
+/** Throws a TypeError unless `value` is a function (or undefined). */
+export function _checkFunction(value: unknown, option: string, shape: string): void {
+  if (value !== undefined && typeof value !== 'function') {
+    throw new TypeError(`${option} must be a function ${shape}`)
+  }
 }
 
 /** Throws a RangeError unless `value` is a whole number >= 0 (or undefined). */

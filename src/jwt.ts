@@ -2,8 +2,8 @@
 // were handed, exactly as the Python SDK does with PyJWT `verify=False`.
 import { AmlAuthError } from './errors.ts'
 
-const enc = new TextEncoder()
-const dec = new TextDecoder()
+const enc = /* @__PURE__ */ new TextEncoder()
+const dec = /* @__PURE__ */ new TextDecoder()
 
 /** base64url of bytes or a UTF-8 string, without padding. */
 export function _b64url(input: Uint8Array | ArrayBuffer | string): string {
@@ -22,6 +22,13 @@ export function _b64(bytes: Uint8Array): string {
     bin += String.fromCharCode(...bytes.subarray(i, i + 0x8000))
   }
   return btoa(bin)
+}
+
+/** Lower-case hex of bytes. */
+export function _hex(bytes: Uint8Array): string {
+  let s = ''
+  for (const b of bytes) s += b.toString(16).padStart(2, '0')
+  return s
 }
 
 /** Bytes of a base64 or base64url string (padding optional). Throws a TypeError on bad input. */

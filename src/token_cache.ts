@@ -13,6 +13,7 @@
  */
 import { AccessToken } from './access_token.ts'
 import {
+  _checkStoreKey,
   _hashKey,
   _importStoreKey,
   _open,
@@ -242,7 +243,7 @@ export class _Cache implements TokenCache {
           'key is required with store: values in a shared store are always encrypted',
         )
       }
-      const key = _importStoreKey(options.key)
+      const key = _importStoreKey(_checkStoreKey(options.key, 'key'))
       key.catch(() => {})
       this.tier = { store: options.store, key }
     }
@@ -263,6 +264,21 @@ export class _Cache implements TokenCache {
     if (p === undefined) return
     this.count -= p.size
     this.partitions.delete(identity)
+  }
+
+  /** Inspection shows the size only: identities name clients and fingerprint their secrets. */
+  [Symbol.for('Deno.customInspect')](): string {
+    return `TokenCache(size=${this.count})`
+  }
+
+  /** Node util.inspect view: the size only. */
+  [Symbol.for('nodejs.util.inspect.custom')](): string {
+    return `TokenCache(size=${this.count})`
+  }
+
+  /** A JSON view: the size only. */
+  toJSON(): Record<string, unknown> {
+    return { size: this.count }
   }
 
   /** The partition for one credential identity. */

@@ -19,9 +19,66 @@ export interface _ParseOptions {
 
 const MAX_DESCRIPTION = 600
 
+/** The fields of a refusal, wherever they were read from (a JSON body, a callback URL, text). */
+export interface _RefusalFields {
+  /** OAuth `error`. */
+  error?: string | undefined
+  /** Server text explaining the refusal (secrets are scrubbed from it before use). */
+  description?: string | undefined
+  /** Entra `error_codes`; read from `AADSTS<n>` in the description when absent. */
+  errorCodes?: readonly number[] | undefined
+  /** Entra `trace_id`. */
+  traceId?: string | undefined
+  /** Entra `correlation_id`. */
+  correlationId?: string | undefined
+}
+
+/**
+ * The one builder of `AuthenticationError`s: scrubs `secrets` from every server-supplied field,
+ * caps the description, reads AADSTS codes from it when none were given, and writes the message
+ * `<what> refused <request> (status <n>, <error>): <first line>. <advice>`. A status of 0 (a
+ * refusal that came without an HTTP response, e.g. on a redirect) is left out of the message.
+ */
+export function _refusal(
+  what: string,
+  status: number,
+  fields: _RefusalFields,
+  opts: {
+    secrets?: readonly (string | undefined)[] | undefined
+    advice?: _ParseOptions['advice']
+    response?: Response | undefined
+    /** What was refused, for the message (default `the request`). */
+    request?: string
+  } = {},
+): AuthenticationError {
+  const secrets = opts.secrets ?? []
+  const clean = (v: string | undefined) => v === undefined ? undefined : _redact(v, secrets)
+  const error = clean(fields.error)
+  const description = clean(fields.description)?.slice(0, MAX_DESCRIPTION)
+  const codes = fields.errorCodes ? [...fields.errorCodes] : codesFrom(description)
+  const firstLine = description?.split(/\r?\n/)[0]?.replace(/\.+$/, '')
+  const advice = opts.advice?.(codes, error)
+  const inParens = [status !== 0 ? `status ${status}` : '', error ?? ''].filter(Boolean).join(', ')
+  const message = `${what} refused ${opts.request ?? 'the request'}` +
+    (inParens ? ` (${inParens})` : '') + (firstLine ? `: ${firstLine}` : '') +
+    (advice ? `. ${advice}` : '')
+  const traceId = clean(fields.traceId)
+  const correlationId = clean(fields.correlationId)
+  return new AuthenticationError(message, {
+    status,
+    ...(error !== undefined ? { error } : {}),
+    ...(description !== undefined ? { errorDescription: description } : {}),
+    ...(codes.length ? { errorCodes: codes } : {}),
+    ...(traceId !== undefined ? { traceId } : {}),
+    ...(correlationId !== undefined ? { correlationId } : {}),
+    ...(opts.response !== undefined ? { response: opts.response } : {}),
+  })
+}
+
 /**
  * Builds the typed refusal for a non-2xx identity response. Entra's fields are read when the body
- * is JSON; an HTML or empty body still yields an `AuthenticationError` with the status.
+ * is JSON (also the `{ error: { code, message } }` shape); an HTML or empty body still yields an
+ * `AuthenticationError` with the status.
  */
 export function _authError(res: HttpResponse, opts: _ParseOptions): AuthenticationError {
   let body: Record<string, unknown> | undefined
@@ -33,30 +90,15 @@ export function _authError(res: HttpResponse, opts: _ParseOptions): Authenticati
   const nested = body?.error && typeof body.error === 'object'
     ? body.error as Record<string, unknown>
     : undefined
-  const error = str(nested?.code) ?? str(body?.error)
-  const rawDesc = str(nested?.message) ?? str(body?.error_description) ?? str(body?.message)
-  const description = rawDesc === undefined
-    ? undefined
-    : _redact(rawDesc, opts.secrets ?? []).slice(0, MAX_DESCRIPTION)
-  const codes = Array.isArray(body?.error_codes)
-    ? (body.error_codes as unknown[]).filter((c): c is number => typeof c === 'number')
-    : codesFrom(description)
-  const firstLine = description?.split(/\r?\n/)[0]
-  const advice = opts.advice?.(codes, error)
-  const message =
-    `${opts.what} refused the request (status ${res.status}${error ? `, ${error}` : ''})` +
-    (firstLine ? `: ${firstLine.replace(/\.+$/, '')}` : '') + (advice ? `. ${advice}` : '')
-  return new AuthenticationError(message, {
-    status: res.status,
-    ...(error !== undefined ? { error } : {}),
-    ...(description !== undefined ? { errorDescription: description } : {}),
-    ...(codes.length ? { errorCodes: codes } : {}),
-    ...(str(body?.trace_id) !== undefined ? { traceId: str(body?.trace_id)! } : {}),
-    ...(str(body?.correlation_id) !== undefined
-      ? { correlationId: str(body?.correlation_id)! }
-      : {}),
-    response: res.raw,
-  })
+  return _refusal(opts.what, res.status, {
+    error: str(nested?.code) ?? str(body?.error),
+    description: str(nested?.message) ?? str(body?.error_description) ?? str(body?.message),
+    errorCodes: Array.isArray(body?.error_codes)
+      ? (body.error_codes as unknown[]).filter((c): c is number => typeof c === 'number')
+      : undefined,
+    traceId: str(body?.trace_id),
+    correlationId: str(body?.correlation_id),
+  }, { secrets: opts.secrets, advice: opts.advice, response: res.raw })
 }
 
 function codesFrom(description: string | undefined): number[] {
@@ -146,11 +188,42 @@ export function _parseExpiresOn(value: unknown): number | undefined {
     return Number.isNaN(utc) ? undefined : Math.floor(utc / 1000) - offsetMin * 60
   }
   // ISO 8601 only with an explicit zone: no time-zone guessing.
-  if (/^\d{4}-\d{2}-\d{2}T[\d:.]+(Z|[+-]\d{2}:?\d{2})$/i.test(s)) {
-    const t = Date.parse(s)
-    return Number.isNaN(t) ? undefined : Math.floor(t / 1000)
+  const iso = _parseIsoWithZone(s)
+  return typeof iso === 'number' ? Math.floor(iso / 1000) : undefined
+}
+
+const ISO_RE =
+  /^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?(?:\s*(Z|[+-]\d{2}(?::?\d{2})?))?$/i
+
+/**
+ * Epoch ms of an ISO 8601 date-time with a zone (`Z` or an offset), strictly: the fields must be
+ * a real date. Returns `'no-zone'` for a date-time without a zone, `undefined` for anything else.
+ */
+export function _parseIsoWithZone(s: string): number | 'no-zone' | undefined {
+  const m = ISO_RE.exec(s.trim())
+  if (!m) return undefined
+  const [, y, mo, d, h, mi, se, frac, zone] = m
+  const year = Number(y)
+  const month = Number(mo)
+  const day = Number(d)
+  const hour = Number(h)
+  const minute = Number(mi)
+  const second = se === undefined ? 0 : Number(se)
+  if (month < 1 || month > 12 || day < 1 || hour > 23 || minute > 59 || second > 59) {
+    return undefined
   }
-  return undefined
+  if (new Date(Date.UTC(year, month - 1, day)).getUTCDate() !== day) return undefined
+  if (zone === undefined) return 'no-zone'
+  let offsetMin = 0
+  if (zone.toUpperCase() !== 'Z') {
+    const digits = zone.slice(1).replace(':', '')
+    const oh = Number(digits.slice(0, 2))
+    const om = digits.length > 2 ? Number(digits.slice(2)) : 0
+    if (oh > 23 || om > 59) return undefined
+    offsetMin = (zone.startsWith('-') ? -1 : 1) * (oh * 60 + om)
+  }
+  const ms = frac === undefined ? 0 : Math.floor(Number('0.' + frac) * 1000)
+  return Date.UTC(year, month - 1, day, hour, minute, second, ms) - offsetMin * 60_000
 }
 
 /** `refresh_in` (seconds from now) or `refresh_on` (epoch seconds) as epoch ms, if present. */

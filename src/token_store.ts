@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { _b64, _unb64 } from './jwt.ts'
+import { _b64, _hex, _unb64 } from './jwt.ts'
 
 /**
  * An async key/value store. Keys are opaque hex strings; values are opaque ciphertext.
@@ -81,15 +81,35 @@ export function memoryTokenStore(
 /** A user-supplied AES key: a `CryptoKey` for AES-GCM, or 16/24/32 raw bytes. */
 export type StoreKey = CryptoKey | Uint8Array
 
-const enc = new TextEncoder()
-const dec = new TextDecoder()
+const enc = /* @__PURE__ */ new TextEncoder()
+const dec = /* @__PURE__ */ new TextDecoder()
 
-/** Imports the user's key once. */
-export async function _importStoreKey(key: StoreKey): Promise<CryptoKey> {
+/**
+ * Checks a store key where it is given (construction time, synchronously): 16, 24 or 32 bytes,
+ * or an AES-GCM `CryptoKey` that may encrypt and decrypt.
+ *
+ * @throws {RangeError} for a byte key of another length; {TypeError} for anything else
+ */
+export function _checkStoreKey(key: unknown, option: string): StoreKey {
   if (key instanceof Uint8Array) {
     if (![16, 24, 32].includes(key.byteLength)) {
-      throw new RangeError('key must be 16, 24 or 32 bytes for AES-GCM')
+      throw new RangeError(`${option} must be 16, 24 or 32 bytes for AES-GCM`)
     }
+    return key
+  }
+  if (
+    typeof CryptoKey !== 'undefined' && key instanceof CryptoKey &&
+    key.algorithm.name === 'AES-GCM' && key.usages.includes('encrypt') &&
+    key.usages.includes('decrypt')
+  ) {
+    return key
+  }
+  throw new TypeError(`${option} must be 16, 24 or 32 random bytes or an AES-GCM CryptoKey`)
+}
+
+/** Imports the user's key once (checked first with {@linkcode _checkStoreKey}). */
+export async function _importStoreKey(key: StoreKey): Promise<CryptoKey> {
+  if (key instanceof Uint8Array) {
     return await crypto.subtle.importKey('raw', key.slice(), 'AES-GCM', false, [
       'encrypt',
       'decrypt',
@@ -136,6 +156,5 @@ export async function _open(
 
 /** SHA-256 hex of a string: store keys never reveal client ids, tenants or scopes. */
 export async function _hashKey(s: string): Promise<string> {
-  const d = new Uint8Array(await crypto.subtle.digest('SHA-256', enc.encode(s)))
-  return Array.from(d, (b) => b.toString(16).padStart(2, '0')).join('')
+  return _hex(new Uint8Array(await crypto.subtle.digest('SHA-256', enc.encode(s))))
 }

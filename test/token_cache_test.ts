@@ -4,12 +4,15 @@ import {
   assertNotEquals,
   assertRejects,
   assertStrictEquals,
+  assertStringIncludes,
+  assertThrows,
 } from '@std/assert'
 import {
   AccessToken,
   AmlAuthError,
   createTokenCache,
   memoryTokenStore,
+  ServicePrincipalAuthentication,
   TokenAuthentication,
 } from '@aml-edge/auth'
 import { _refreshPoints } from '../src/token_cache.ts'
@@ -225,6 +228,50 @@ Deno.test('createTokenCache() refuses a store without a key', () => {
     err = e
   }
   assert(err instanceof TypeError)
+})
+
+Deno.test('createTokenCache() refuses a bad store key at once, not at the first token', async () => {
+  const store = memoryTokenStore()
+  assertThrows(() => createTokenCache({ store, key: new Uint8Array(10) }), RangeError, 'key')
+  assertThrows(() => createTokenCache({ store, key: 'a passphrase' as never }), TypeError, 'key')
+  const hmac = await crypto.subtle.generateKey({ name: 'HMAC', hash: 'SHA-256' }, false, ['sign'])
+  assertThrows(() => createTokenCache({ store, key: hmac as CryptoKey }), TypeError, 'AES-GCM')
+  // A good key still works end to end, through a token served over HTTP.
+  await using srv = serveLoopback(() => Response.json({ access_token: 'from-http' }))
+  const aes = await crypto.subtle.generateKey({ name: 'AES-GCM', length: 256 }, false, [
+    'encrypt',
+    'decrypt',
+  ])
+  const auth = new TokenAuthentication(async () => {
+    const body = await (await fetch(srv.origin)).json()
+    return { token: body.access_token, expiresOn: 4102444800 }
+  }, { cache: createTokenCache({ store, key: aes }) })
+  assertEquals((await auth.getToken()).token, 'from-http')
+  assertEquals(store.size, 1)
+})
+
+Deno.test('a token cache shows its size only, never the identities it holds', async () => {
+  const SECRET = 'cache-inspect-secret-value'
+  await using srv = serveLoopback(() => Response.json({ access_token: 'at', expires_in: 3600 }))
+  const cache = createTokenCache()
+  const auth = new ServicePrincipalAuthentication({
+    tenantId: 'contoso.onmicrosoft.com',
+    servicePrincipalId: 'cache-inspect-client',
+    servicePrincipalPassword: SECRET,
+    authorityHost: srv.origin,
+    env: {},
+    cache,
+  })
+  await auth.getToken()
+  assertEquals(srv.requests.length, 1)
+  assertEquals(Deno.inspect(cache), 'TokenCache(size=1)')
+  assertEquals(JSON.stringify(cache), '{"size":1}')
+  for (const view of [Deno.inspect(cache, { depth: 10 }), JSON.stringify(cache), String(cache)]) {
+    for (const hidden of ['cache-inspect-client', 'contoso', 's:', SECRET]) {
+      assert(!view.includes(hidden), `the cache view shows ${hidden}: ${view}`)
+    }
+  }
+  assertStringIncludes(Deno.inspect({ cache }), 'TokenCache(size=1)')
 })
 
 async function peek(store: ReturnType<typeof memoryTokenStore>): Promise<[string, string]> {

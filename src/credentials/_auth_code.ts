@@ -1,11 +1,19 @@
 // The authorization-code flow with PKCE (RFC 7636, S256) for apps that own a redirect URI: build
 // the /authorize URL, then read the callback and exchange the code. The opaque `state` string the
 // app keeps between the two steps holds the PKCE verifier, so it belongs on the server side.
-import { AmlAuthError, AuthenticationError } from '../errors.ts'
+import { AmlAuthError } from '../errors.ts'
+import { _refusal } from '../token_response.ts'
 import type { HttpContext } from '../http.ts'
 import { _b64url, _unb64 } from '../jwt.ts'
 import { _checkEndpoint, _checkString } from '../_validate.ts'
-import { _entraUrl, _scopeParam, type _TokenResult, _userGrant } from './_refresh_token.ts'
+import { entraEndpoint } from '../_entra.ts'
+import {
+  _scopeList,
+  _scopeParam,
+  type _TokenResult,
+  _userGrant,
+  _userGrantAdvice,
+} from './_refresh_token.ts'
 
 /** Options of `beginAuthorization`. */
 export interface BeginAuthorizationOptions {
@@ -48,19 +56,6 @@ interface _Pending {
   c: string
 }
 
-/** Normalizes the `scopes` option. */
-export function _scopeList(
-  scopes: string | readonly string[] | undefined,
-  fallback: string,
-): string[] {
-  if (scopes === undefined) return [fallback]
-  const list = typeof scopes === 'string' ? scopes.split(' ').filter(Boolean) : [...scopes]
-  if (list.length === 0 || list.some((s) => typeof s !== 'string' || s === '' || /\s/.test(s))) {
-    throw new TypeError('scopes must be non-empty strings without spaces')
-  }
-  return list
-}
-
 /** Builds the /authorize URL with an S256 challenge from a random 32-byte verifier. */
 export async function _beginAuthorization(
   p: { authorityHost: string; tenant: string; clientId: string; defaultScope: string },
@@ -83,7 +78,7 @@ export async function _beginAuthorization(
     await crypto.subtle.digest('SHA-256', new TextEncoder().encode(verifier)),
   )
   const state = _b64url(crypto.getRandomValues(new Uint8Array(16)))
-  const url = new URL(_entraUrl(p.authorityHost, p.tenant, 'authorize'))
+  const url = new URL(entraEndpoint(p.authorityHost, p.tenant, 'authorize'))
   const q = url.searchParams
   q.set('client_id', p.clientId)
   q.set('response_type', 'code')
@@ -161,21 +156,19 @@ export async function _completeAuthorization(
   if (got === null || !sameString(got, pending.s)) throw badState()
   const error = q.get('error')
   if (error !== null) {
-    const description = (q.get('error_description') ?? '').slice(0, 600)
-    const m = description.match(/AADSTS(\d+)/)
-    throw new AuthenticationError(
-      `Entra ID refused the authorization (${error})${
-        description ? `: ${description.split(/\r?\n/)[0]}` : ''
-      }`,
-      {
-        status: 0,
-        error,
-        ...(description ? { errorDescription: description } : {}),
-        ...(m ? { errorCodes: [Number(m[1])] } : {}),
-        ...(q.get('trace_id') ? { traceId: q.get('trace_id')! } : {}),
-        ...(q.get('correlation_id') ? { correlationId: q.get('correlation_id')! } : {}),
-      },
-    )
+    const param = (name: string) => q.get(name) || undefined
+    throw _refusal('Entra ID', 0, {
+      error,
+      description: param('error_description'),
+      traceId: param('trace_id'),
+      correlationId: param('correlation_id'),
+    }, {
+      request: 'the authorization',
+      advice: (codes, err) =>
+        err === 'access_denied' || err === 'consent_required' || err === 'interaction_required'
+          ? 'Start the sign-in again with beginAuthorization() (the user declined or must consent)'
+          : _userGrantAdvice(codes, err),
+    })
   }
   const code = q.get('code')
   if (code === null || code === '') {

@@ -33,7 +33,7 @@ export interface _Identity {
 }
 
 /** Every source, in detection order (first match wins). */
-export const _MSI_SOURCES: readonly ManagedIdentitySource[] = Object.freeze([
+export const _MSI_SOURCES: readonly ManagedIdentitySource[] = /* @__PURE__ */ Object.freeze([
   'service-fabric',
   'app-service',
   'azure-arc',
@@ -58,8 +58,8 @@ export interface _SourceSpec {
   idRefusal?: string
 }
 
-/** The table of SPEC 3. */
-export const _SOURCE_SPECS: Readonly<Record<ManagedIdentitySource, _SourceSpec>> = Object.freeze({
+/** The table of SPEC 3 (read-only by type; a plain literal, so bundlers can drop it). */
+export const _SOURCE_SPECS: Readonly<Record<ManagedIdentitySource, _SourceSpec>> = {
   'service-fabric': {
     what: 'the Service Fabric managed identity endpoint',
     required: ['IDENTITY_ENDPOINT', 'IDENTITY_HEADER', 'IDENTITY_SERVER_THUMBPRINT'],
@@ -103,7 +103,7 @@ export const _SOURCE_SPECS: Readonly<Record<ManagedIdentitySource, _SourceSpec>>
     required: [],
     idParams: { clientId: 'client_id', objectId: 'object_id', resourceId: 'msi_res_id' },
   },
-})
+}
 
 /** The IMDS host when `AZURE_POD_IDENTITY_AUTHORITY_HOST` is not set. */
 export const _IMDS_HOST = 'http://169.254.169.254'
@@ -268,10 +268,10 @@ export function _retryFor(source: ManagedIdentitySource): RetryPredicate {
 }
 
 /** The folders the Azure Arc agent writes its key files to. */
-export const _ARC_KEY_DIRS: Readonly<{ linux: string; windows: string }> = Object.freeze({
+export const _ARC_KEY_DIRS: Readonly<{ linux: string; windows: string }> = {
   linux: '/var/opt/azcmagent/tokens',
   windows: 'C:\\ProgramData\\AzureConnectedMachineAgent\\Tokens',
-})
+}
 
 /** Largest Azure Arc key file accepted, in bytes. */
 export const _ARC_KEY_MAX_BYTES = 4096

@@ -45,19 +45,25 @@ export interface _TokenResult {
 /** Scopes Entra needs to return a refresh token and an id_token. */
 export const _OIDC_SCOPES: readonly string[] = ['offline_access', 'openid', 'profile']
 
+/** Normalizes a `scopes` option of the user flows. */
+export function _scopeList(
+  scopes: string | readonly string[] | undefined,
+  fallback: string,
+): string[] {
+  if (scopes === undefined) return [fallback]
+  const list = typeof scopes === 'string' ? scopes.split(' ').filter(Boolean) : [...scopes]
+  if (list.length === 0 || list.some((s) => typeof s !== 'string' || s === '' || /\s/.test(s))) {
+    throw new TypeError('scopes must be non-empty strings without spaces')
+  }
+  return list
+}
+
 /** The scope parameter: the resource scopes plus the OpenID ones, each once. */
 export function _scopeParam(scopes: readonly string[]): string {
   return [...new Set([...scopes, ..._OIDC_SCOPES])].join(' ')
 }
 
-/** `{authorityHost}/{tenant}/oauth2/v2.0/{endpoint}`, for endpoints beyond token/devicecode. */
-export function _entraUrl(authorityHost: string, tenant: string, endpoint: string): string {
-  return `${authorityHost.replace(/\/+$/, '')}/${
-    encodeURIComponent(tenant)
-  }/oauth2/v2.0/${endpoint}`
-}
-
-const ENTRA_ADVICE = entraAdvice({ clientId: 'clientId', tenantId: 'tenantId' })
+const ENTRA_ADVICE = /* @__PURE__ */ entraAdvice({ clientId: 'clientId', tenantId: 'tenantId' })
 
 /** Advice appended to Entra refusals of user grants. */
 export function _userGrantAdvice(codes: readonly number[], error: string | undefined): string {
@@ -182,24 +188,6 @@ export function _sessionFrom(
     ? previous.expiresAt
     : now + (r.refreshTokenExpiresIn ?? _DEFAULT_RT_LIFETIME_MS / 1000) * 1000
   return { refreshToken: rt, account, expiresAt }
-}
-
-/** Checks a `tokenStoreKey` at construction time. */
-export function _checkStoreKey(key: unknown, option: string): StoreKey {
-  if (key instanceof Uint8Array) {
-    if (![16, 24, 32].includes(key.byteLength)) {
-      throw new RangeError(`${option} must be 16, 24 or 32 bytes for AES-GCM`)
-    }
-    return key
-  }
-  if (
-    typeof CryptoKey !== 'undefined' && key instanceof CryptoKey &&
-    key.algorithm.name === 'AES-GCM' && key.usages.includes('encrypt') &&
-    key.usages.includes('decrypt')
-  ) {
-    return key
-  }
-  throw new TypeError(`${option} must be 16, 24 or 32 random bytes or an AES-GCM CryptoKey`)
 }
 
 /** Checks a `TokenStore` at construction time. */

@@ -19,7 +19,7 @@ import {
 } from '../http.ts'
 import { _authError } from '../token_response.ts'
 import { _Cache, type _Partition, defaultTokenCache, type TokenCache } from '../token_cache.ts'
-import { _checkCount, _checkPositive } from '../_validate.ts'
+import { _checkCount, _checkFunction, _checkNonNegative, _checkPositive } from '../_validate.ts'
 
 /** Options every credential accepts. */
 export interface CredentialOptions {
@@ -103,13 +103,13 @@ const NODE_INSPECT = Symbol.for('nodejs.util.inspect.custom')
 export abstract class AbstractAuthentication {
   /** The cloud this credential signs in to. */
   readonly cloud: Cloud
-  /** The environment this credential reads. */
-  protected readonly _env: Env
+  readonly #env: Env
   /** The HTTP context (fetch, timeouts, retries, clock). */
   protected readonly _http: HttpContext
   readonly #cache: _Cache
   #partition: _Partition | undefined = undefined
   readonly #armScope: string
+  readonly #amlScope: string
 
   /**
    * Resolves the cloud, environment and HTTP settings; no I/O.
@@ -122,17 +122,40 @@ export abstract class AbstractAuthentication {
       throw new TypeError('options must be an object')
     }
     _checkPositive(options.timeoutMs, 'timeoutMs')
-    _checkCount(options.retry?.maxRetries, 'retry.maxRetries')
-    if (options.fetch !== undefined && typeof options.fetch !== 'function') {
-      throw new TypeError('fetch must be a function')
+    if (
+      options.retry !== undefined && (options.retry === null || typeof options.retry !== 'object')
+    ) {
+      throw new TypeError(
+        'retry must be an object { maxRetries, baseDelayMs, maxDelayMs, totalTimeoutMs }',
+      )
     }
-    this._env = resolveEnv(options.env)
-    this.cloud = resolveCloud(options.cloud, this._env)
+    _checkCount(options.retry?.maxRetries, 'retry.maxRetries')
+    _checkNonNegative(options.retry?.baseDelayMs, 'retry.baseDelayMs')
+    _checkNonNegative(options.retry?.maxDelayMs, 'retry.maxDelayMs')
+    _checkPositive(options.retry?.totalTimeoutMs, 'retry.totalTimeoutMs')
+    if (options.env !== undefined && (options.env === null || typeof options.env !== 'object')) {
+      throw new TypeError('env must be an object of environment variables')
+    }
+    _checkFunction(options.fetch, 'fetch', '(input, init) => Promise<Response>')
+    _checkFunction(options.now, 'now', '() => epoch ms')
+    _checkFunction(options.sleep, 'sleep', '(ms, signal) => Promise<void>')
+    this.#env = resolveEnv(options.env)
+    this.cloud = resolveCloud(options.cloud, this.#env)
     this._http = _httpContext(options)
     const cache = options.cache ?? defaultTokenCache
     if (!(cache instanceof _Cache)) throw new TypeError('cache must come from createTokenCache()')
     this.#cache = cache
     this.#armScope = _scopeOf(this.cloud.activeDirectoryResourceId)
+    this.#amlScope = _scopeOf(this.cloud.amlResourceId)
+  }
+
+  /**
+   * The environment this credential reads. An accessor over a private field, so that the
+   * variables (which hold secrets such as AZURE_CLIENT_SECRET or IDENTITY_HEADER) are never an
+   * own property that `Object.keys`, a spread or an inspector without custom views would show.
+   */
+  protected get _env(): Env {
+    return this.#env
   }
 
   /**
@@ -236,7 +259,10 @@ export abstract class AbstractAuthentication {
     const what = 'Azure Resource Manager'
     for (let page = 0; next !== undefined; page++) {
       if (page >= 1000) {
-        throw new AmlAuthError('ERR_RESPONSE_INVALID', `${what} returned over 1000 pages`)
+        throw new AmlAuthError(
+          'ERR_RESPONSE_INVALID',
+          `${what} returned over 1000 pages of subscriptions; check the resourceManager endpoint`,
+        )
       }
       const token = await this.getToken(undefined, pass(options.abortSignal))
       const res = await sendRequest(this._http, {
@@ -297,7 +323,7 @@ export abstract class AbstractAuthentication {
   /** The `.default` scope of an audience in this cloud. */
   protected _scopeForAudience(audience: Audience): string {
     if (audience === Audience.ARM) return this.#armScope
-    if (audience === Audience.AZUREML) return _scopeOf(this.cloud.amlResourceId)
+    if (audience === Audience.AZUREML) return this.#amlScope
     throw new TypeError('audience must be Audience.ARM or Audience.AZUREML')
   }
 
@@ -343,7 +369,7 @@ export abstract class AbstractAuthentication {
     for (const s of scopes) {
       if (typeof s !== 'string' || s === '') throw new TypeError('scopes must be non-empty strings')
     }
-    return scopes.length === 1 ? scopes[0]! : [...scopes].sort().join(' ')
+    return _scopeKey(scopes)
   }
 
   #slow(key: string, options: GetTokenOptions | undefined): Promise<AccessToken> {
@@ -384,12 +410,38 @@ export abstract class AbstractAuthentication {
   }
 }
 
+/** The cache key of a list of scopes: the scope itself, or several sorted and space-joined. */
+export function _scopeKey(scopes: readonly string[]): string {
+  return scopes.length === 1 ? scopes[0]! : [...scopes].sort().join(' ')
+}
+
 /**
  * A cache identity unique to one object, for credentials whose source cannot be shared. Random,
  * not a counter: with a shared store, two isolates must never produce the same identity.
  */
 export function _uniqueIdentity(kind: string): string {
   return `${kind}#${crypto.randomUUID()}`
+}
+
+/**
+ * The per-call tenant rule of credentials that can switch tenants: `undefined` for the configured
+ * tenant (no switch), the tenant itself when no tenant was configured or `allowed` names it (or
+ * holds `*`), else `ERR_TENANT_NOT_ALLOWED` naming the option that would allow it.
+ */
+export function _switchTenant(
+  tenantId: string,
+  configured: string | undefined,
+  allowed: ReadonlySet<string>,
+  allowedName: string,
+): string | undefined {
+  const t = tenantId.toLowerCase()
+  if (configured !== undefined && t === configured.toLowerCase()) return undefined
+  if (configured === undefined || allowed.has('*') || allowed.has(t)) return tenantId
+  throw new AmlAuthError(
+    'ERR_TENANT_NOT_ALLOWED',
+    `This credential is not configured to get tokens for tenant '${tenantId}'; add it to ` +
+      `${allowedName} (or "*" to allow any tenant) to allow it`,
+  )
 }
 
 function pass(signal: AbortSignal | undefined): GetTokenOptions | undefined {

@@ -37,7 +37,7 @@ export interface ArmTokenAuthenticationOptions extends CredentialOptions {
  */
 export class ArmTokenAuthentication extends AbstractAuthentication {
   #token: AccessToken
-  readonly #identity: string = _uniqueIdentity('arm-token')
+  #identity: string | undefined = undefined
 
   /**
    * Wraps an ARM token; no I/O.
@@ -63,9 +63,12 @@ export class ArmTokenAuthentication extends AbstractAuthentication {
     this._forgetTokens()
   }
 
-  /** A per-instance identity: a user-supplied source is never shared. */
+  /**
+   * A per-instance identity: a user-supplied source is never shared. Made on first use, since
+   * Workers refuse random values at global scope, where credentials are often built.
+   */
   protected _cacheIdentity(): string {
-    return this.#identity
+    return this.#identity ??= _uniqueIdentity('arm-token')
   }
 
   /** Serves the held token for the ARM scope only. */

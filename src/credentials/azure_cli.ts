@@ -10,8 +10,9 @@ import { type CommandResult, type CommandRunner, denoCommandRunner } from '../en
 import { AmlAuthError, AuthenticationError, CredentialUnavailableError } from '../errors.ts'
 import { _decodeJwt } from '../jwt.ts'
 import { _parseExpiresOn } from '../token_response.ts'
-import { _checkPositive, _checkTenantId } from '../_validate.ts'
+import { _checkAllowedTenants, _checkPositive, _checkTenantId } from '../_validate.ts'
 import {
+  _switchTenant,
   _uniqueIdentity,
   AbstractAuthentication,
   type CredentialOptions,
@@ -35,7 +36,15 @@ export interface AzureCliAuthenticationOptions extends CredentialOptions {
   runCommand?: CommandRunner
 }
 
-const PROCESS_NONCE = crypto.randomUUID()
+let processNonce: string | undefined
+
+/**
+ * A random id of this process, made on first use: Workers refuse random values at global scope,
+ * so a module-level `crypto.randomUUID()` would stop any Worker that imports this package.
+ */
+function _processNonce(): string {
+  return processNonce ??= crypto.randomUUID()
+}
 const RESOURCE_RE = /^[0-9a-zA-Z-_.:/]+$/
 const NOT_SIGNED_IN = /az login|az account set|AADSTS\d+/i
 
@@ -121,8 +130,10 @@ export class AzureCliAuthentication extends AbstractAuthentication {
   readonly tenantId: string | undefined
   readonly #timeoutMs: number
   readonly #runner: CommandRunner | undefined
-  readonly #allowed: readonly string[]
-  readonly #identity: string
+  readonly #allowed: ReadonlySet<string>
+  /** Who `az` answers as (undefined: a custom runner, never shared). */
+  readonly #who: string | undefined
+  #identity: string | undefined = undefined
 
   /**
    * Checks the options; runs nothing (a missing `az` shows at token time).
@@ -139,41 +150,32 @@ export class AzureCliAuthentication extends AbstractAuthentication {
       throw new TypeError('runCommand must be a function (program, args, options) => result')
     }
     this.#runner = options.runCommand
-    const allowed = options.additionallyAllowedTenants ?? []
-    if (!Array.isArray(allowed)) {
-      throw new TypeError('additionallyAllowedTenants must be an array of tenant ids or "*"')
-    }
-    for (const t of allowed) if (t !== '*') _checkTenantId(t, 'additionallyAllowedTenants')
-    this.#allowed = allowed.map((t: string) => t.toLowerCase())
+    this.#allowed = _checkAllowedTenants(
+      options.additionallyAllowedTenants,
+      'additionallyAllowedTenants',
+    )
     const e = this._env
-    // Who `az` answers as: its config folder (AZURE_CONFIG_DIR, else the home folder's .azure),
-    // on this machine only: the process nonce keeps a shared cache tier from mixing machines.
-    this.#identity = options.runCommand !== undefined ? _uniqueIdentity('azure-cli') : [
-      'azure-cli',
-      PROCESS_NONCE,
-      this.tenantId ?? '',
-      e.AZURE_CONFIG_DIR ?? '',
-      e.HOME ?? e.USERPROFILE ?? '',
-    ].join('\n')
+    // Who `az` answers as: its config folder (AZURE_CONFIG_DIR, else the home folder's .azure).
+    this.#who = options.runCommand !== undefined
+      ? undefined
+      : [this.tenantId ?? '', e.AZURE_CONFIG_DIR ?? '', e.HOME ?? e.USERPROFILE ?? ''].join('\n')
   }
 
-  /** Who `az` answers as: tenant and config folder, so instances in this process share tokens. */
+  /**
+   * Who `az` answers as: tenant and config folder, so instances in this process share tokens; on
+   * this machine only (the process nonce keeps a shared cache tier from mixing machines). Made on
+   * first use, since Workers refuse random values at global scope.
+   */
   protected _cacheIdentity(): string {
-    return this.#identity
+    return this.#identity ??= this.#who === undefined
+      ? _uniqueIdentity('azure-cli')
+      : 'azure-cli\n' + _processNonce() + '\n' + this.#who
   }
 
   /** Allows `tenantId`, `additionallyAllowedTenants`, or any tenant when no `tenantId` was set. */
   protected override _resolveTenant(tenantId: string): string | undefined {
     _checkTenantId(tenantId, 'tenantId')
-    const t = tenantId.toLowerCase()
-    if (this.tenantId !== undefined && t === this.tenantId.toLowerCase()) return undefined
-    if (this.tenantId === undefined || this.#allowed.includes('*') || this.#allowed.includes(t)) {
-      return tenantId
-    }
-    throw new AmlAuthError(
-      'ERR_TENANT_NOT_ALLOWED',
-      'getToken asked for a tenant other than tenantId; add it to additionallyAllowedTenants (or "*") to allow it',
-    )
+    return _switchTenant(tenantId, this.tenantId, this.#allowed, 'additionallyAllowedTenants')
   }
 
   /** The tenant; never a token. */

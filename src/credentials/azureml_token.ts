@@ -9,9 +9,10 @@ import { _unrefTimer, type Env, resolveEnv } from '../env.ts'
 import { AmlAuthError, CredentialUnavailableError } from '../errors.ts'
 import { _parseJsonObject, type HttpResponse, sendRequest } from '../http.ts'
 import { _jwtExpiry } from '../jwt.ts'
-import { _authError } from '../token_response.ts'
+import { _authError, _parseIsoWithZone } from '../token_response.ts'
 import { _checkEndpoint, _checkPositive, _checkString } from '../_validate.ts'
 import {
+  _uniqueIdentity,
   AbstractAuthentication,
   type CredentialOptions,
   type GetTokenOptions,
@@ -27,6 +28,7 @@ import {
 } from './_run_token_files.ts'
 
 export type { DirectoryLister, RunTokenFiles, TextFileWriter } from './_run_token_files.ts'
+export { _parseIsoWithZone }
 
 /** The run a token belongs to: the registry key of {@linkcode AzureMLTokenAuthentication.create}. */
 export interface AzureMLRunScope {
@@ -109,10 +111,12 @@ const RETRY_AFTER_FAILURE_MS = 10_000
  */
 const RUN_KEY = 'azureml:run-token'
 const WHAT = 'the Azure ML run-token service'
-const HISTORY =
-  '/history/v1.0/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.MachineLearningServices/workspaces/{workspaceName}'
-const ROUTE_BY_NAME = HISTORY + '/experiments/{experimentName}/runs/{runId}/token'
-const ROUTE_BY_ID = HISTORY + '/experimentids/{experimentId}/runs/{runId}/token'
+// Whole literals (not a shared prefix plus a suffix): a concatenation at module level is code a
+// bundler keeps even when nothing uses it.
+const ROUTE_BY_NAME =
+  '/history/v1.0/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.MachineLearningServices/workspaces/{workspaceName}/experiments/{experimentName}/runs/{runId}/token'
+const ROUTE_BY_ID =
+  '/history/v1.0/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.MachineLearningServices/workspaces/{workspaceName}/experimentids/{experimentId}/runs/{runId}/token'
 const SCOPE_FIELDS = [
   'subscriptionId',
   'resourceGroupName',
@@ -229,8 +233,9 @@ export class AzureMLTokenAuthentication extends AbstractAuthentication {
 
   #current: AccessToken
   // Random, so that no other instance, in this isolate or another sharing a token store, can
-  // ever read this instance's cached token.
-  readonly #identity: string = 'azureml-run-token#' + crypto.randomUUID()
+  // ever read this instance's cached token. Made on first use: Workers refuse random values at
+  // global scope, where `create()` is often called.
+  #identity: string | undefined = undefined
   /** The refresh URL, or undefined when this instance is never refreshed. */
   readonly #refreshUrl: string | undefined
   /** Why it is never refreshed (option names), for messages. */
@@ -533,7 +538,7 @@ export class AzureMLTokenAuthentication extends AbstractAuthentication {
 
   /** Identity for the cache: random per instance, so no other credential shares its tokens. */
   protected _cacheIdentity(): string {
-    return this.#identity
+    return this.#identity ??= _uniqueIdentity('azureml-run-token')
   }
 
   /**
@@ -818,40 +823,6 @@ function jwtExpiry(token: string): number | undefined {
   } catch {
     return undefined
   }
-}
-
-const ISO_RE =
-  /^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?(?:\s*(Z|[+-]\d{2}(?::?\d{2})?))?$/i
-
-/**
- * Epoch ms of an ISO 8601 date-time with a zone (`Z` or an offset), strictly: the fields must be
- * a real date. Returns `'no-zone'` for a date-time without a zone, `undefined` for anything else.
- */
-export function _parseIsoWithZone(s: string): number | 'no-zone' | undefined {
-  const m = ISO_RE.exec(s.trim())
-  if (!m) return undefined
-  const [, y, mo, d, h, mi, se, frac, zone] = m
-  const year = Number(y)
-  const month = Number(mo)
-  const day = Number(d)
-  const hour = Number(h)
-  const minute = Number(mi)
-  const second = se === undefined ? 0 : Number(se)
-  if (month < 1 || month > 12 || day < 1 || hour > 23 || minute > 59 || second > 59) {
-    return undefined
-  }
-  if (new Date(Date.UTC(year, month - 1, day)).getUTCDate() !== day) return undefined
-  if (zone === undefined) return 'no-zone'
-  let offsetMin = 0
-  if (zone.toUpperCase() !== 'Z') {
-    const digits = zone.slice(1).replace(':', '')
-    const oh = Number(digits.slice(0, 2))
-    const om = digits.length > 2 ? Number(digits.slice(2)) : 0
-    if (oh > 23 || om > 59) return undefined
-    offsetMin = (zone.startsWith('-') ? -1 : 1) * (oh * 60 + om)
-  }
-  const ms = frac === undefined ? 0 : Math.floor(Number('0.' + frac) * 1000)
-  return Date.UTC(year, month - 1, day, hour, minute, second, ms) - offsetMin * 60_000
 }
 
 /**

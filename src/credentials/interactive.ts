@@ -8,9 +8,17 @@
  */
 import type { AccessToken, Audience } from '../access_token.ts'
 import { AmlAuthError, AuthenticationError, CredentialUnavailableError } from '../errors.ts'
-import type { StoreKey, TokenStore } from '../token_store.ts'
-import { _checkEndpoint, _checkString, _checkTenantId } from '../_validate.ts'
+import { _checkStoreKey, type StoreKey, type TokenStore } from '../token_store.ts'
 import {
+  _checkAllowedTenants,
+  _checkEndpoint,
+  _checkString,
+  _checkTenantId,
+  _GUID_RE,
+} from '../_validate.ts'
+import {
+  _scopeKey,
+  _switchTenant,
   _uniqueIdentity,
   AbstractAuthentication,
   type CredentialOptions,
@@ -21,15 +29,14 @@ import {
 import {
   _beginAuthorization,
   _completeAuthorization,
-  _scopeList,
   type AuthorizationRequest,
   type BeginAuthorizationOptions,
 } from './_auth_code.ts'
 import { _deviceCodeFlow, type DeviceCodeCallback, type DeviceCodeInfo } from './_device_code.ts'
 import {
   _checkStore,
-  _checkStoreKey,
   _refreshGrant,
+  _scopeList,
   type _Session,
   _sessionFrom,
   _SessionHolder,
@@ -87,7 +94,6 @@ export interface InteractiveLoginAuthenticationOptions extends CredentialOptions
 }
 
 const MAX_PENDING = 16
-const GUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
 
 /** A sign-in in progress, shared by every caller that needs it. */
 interface _Flight {
@@ -102,10 +108,6 @@ interface _Flight {
 function printPrompt(info: DeviceCodeInfo): void {
   // deno-lint-ignore no-console -- the device-code prompt must reach the user; pass onDeviceCode to send it elsewhere
   console.error(info.message)
-}
-
-function scopeKey(scopes: readonly string[]): string {
-  return scopes.length === 1 ? scopes[0]! : [...scopes].sort().join(' ')
 }
 
 /**
@@ -174,11 +176,13 @@ export class InteractiveLoginAuthentication extends AbstractAuthentication {
   readonly #holder: _SessionHolder
   readonly #onDeviceCode: DeviceCodeCallback
   readonly #auto: boolean
-  readonly #allowed: readonly string[]
-  readonly #identity: string = _uniqueIdentity('interactive:' + crypto.randomUUID())
+  readonly #allowed: ReadonlySet<string>
+  #identity: string | undefined = undefined
   /** Access tokens a sign-in returned, handed to the cache once. */
   readonly #first = new Map<string, AccessToken>()
   readonly #checked = new WeakSet<AccessToken>()
+  /** Ambient promises already wrapped in a tenant check: a cache hit then allocates nothing. */
+  readonly #delegated = new WeakMap<Promise<AccessToken>, Promise<AccessToken>>()
   #flight: _Flight | undefined = undefined
   /** Authorizations begun here: /authorize `state` → the opaque state. */
   readonly #pending = new Map<string, string>()
@@ -207,12 +211,10 @@ export class InteractiveLoginAuthentication extends AbstractAuthentication {
     }
     this.#onDeviceCode = options.onDeviceCode ?? printPrompt
     this.#auto = options.disableAutomaticAuthentication !== true
-    const allowed = options.additionallyAllowedTenants ?? []
-    if (!Array.isArray(allowed)) {
-      throw new TypeError('additionallyAllowedTenants must be an array of tenant ids or "*"')
-    }
-    for (const t of allowed) if (t !== '*') _checkTenantId(t, 'additionallyAllowedTenants')
-    this.#allowed = allowed.map((t: string) => t.toLowerCase())
+    this.#allowed = _checkAllowedTenants(
+      options.additionallyAllowedTenants,
+      'additionallyAllowedTenants',
+    )
     if (options.tokenStore !== undefined && options.tokenStoreKey === undefined) {
       throw new TypeError(
         'tokenStoreKey is required with tokenStore: the refresh token is only stored encrypted',
@@ -485,23 +487,20 @@ export class InteractiveLoginAuthentication extends AbstractAuthentication {
     await this.#holder.clear()
   }
 
-  /** Unique to this object: cached access tokens are never shared with another sign-in. */
+  /**
+   * Unique to this object: cached access tokens are never shared with another sign-in. Made on
+   * first use, since Workers refuse random values at global scope.
+   */
   protected _cacheIdentity(): string {
-    return this.#identity
+    return this.#identity ??= _uniqueIdentity('interactive')
   }
 
   /** Allows `tenantId`, `additionallyAllowedTenants`, or any tenant when no `tenantId` was set. */
   protected override _resolveTenant(tenantId: string): string | undefined {
     _checkTenantId(tenantId, 'tenantId')
-    const t = tenantId.toLowerCase()
-    if (this.tenantId === undefined || t === this.tenantId.toLowerCase()) {
-      return t === this.#tenant.toLowerCase() ? undefined : tenantId
-    }
-    if (this.#allowed.includes('*') || this.#allowed.includes(t)) return tenantId
-    throw new AmlAuthError(
-      'ERR_TENANT_NOT_ALLOWED',
-      'getToken asked for a tenant other than tenantId; add it to additionallyAllowedTenants (or "*") to allow it',
-    )
+    // Without a tenantId, users sign in to `organizations`: asking for that is no switch.
+    if (this.tenantId === undefined && tenantId.toLowerCase() === this.#tenant) return undefined
+    return _switchTenant(tenantId, this.tenantId, this.#allowed, 'additionallyAllowedTenants')
   }
 
   /** A token from the ambient identity, the sign-in's first token, or the refresh token. */
@@ -513,7 +512,7 @@ export class InteractiveLoginAuthentication extends AbstractAuthentication {
       })
     }
     const plain = request.claims === undefined && request.tenantId === undefined
-    const key = scopeKey(request.scopes)
+    const key = _scopeKey(request.scopes)
     let session = this.#holder.current
     if (session === undefined || (plain && this.#first.has(key))) {
       session = await this.#session(request.scopes, undefined)
@@ -593,7 +592,7 @@ export class InteractiveLoginAuthentication extends AbstractAuthentication {
 
   /** Checks the tenant of a token that was asked for with a GUID tenant. */
   #checkTenant(token: AccessToken, account: AccountInfo | undefined, expected?: string): void {
-    if (expected === undefined || !GUID.test(expected) || this.#checked.has(token)) return
+    if (expected === undefined || !_GUID_RE.test(expected) || this.#checked.has(token)) return
     const tid = _tidOf(token.token) ?? account?.tenantId
     if (tid !== undefined && tid.toLowerCase() !== expected.toLowerCase()) {
       throw new AmlAuthError(
@@ -604,13 +603,22 @@ export class InteractiveLoginAuthentication extends AbstractAuthentication {
     this.#checked.add(token)
   }
 
-  /** Ambient tokens: managed identity is refused when its tenant differs (Python parity). */
+  /**
+   * Ambient tokens: managed identity is refused when its tenant differs (Python parity). The
+   * ambient cache answers a hit with the same promise every time, so its checked twin is kept
+   * (weakly) and a hit costs one WeakMap lookup, no closure or promise.
+   */
   #delegate(p: Promise<AccessToken>): Promise<AccessToken> {
     if (this.ambient !== 'msi' || this.tenantId === undefined) return p
-    return p.then((t) => {
-      this.#checkTenant(t, undefined, this.tenantId)
-      return t
-    })
+    let checked = this.#delegated.get(p)
+    if (checked === undefined) {
+      checked = p.then((t) => {
+        this.#checkTenant(t, undefined, this.tenantId)
+        return t
+      })
+      this.#delegated.set(p, checked)
+    }
+    return checked
   }
 
   /** Adopts what a sign-in returned: tenant check, session, first token. */
@@ -625,7 +633,7 @@ export class InteractiveLoginAuthentication extends AbstractAuthentication {
     }
     this._forgetTokens()
     this.#first.clear()
-    this.#first.set(scopeKey(scopes), result.accessToken)
+    this.#first.set(_scopeKey(scopes), result.accessToken)
     await this.#holder.save(session)
     return session
   }

@@ -14,12 +14,7 @@ import {
   type FileReader,
   resolveEnv,
 } from '../env.ts'
-import {
-  _redact,
-  AmlAuthError,
-  AuthenticationError,
-  CredentialUnavailableError,
-} from '../errors.ts'
+import { AmlAuthError, CredentialUnavailableError } from '../errors.ts'
 import {
   _httpContext,
   type FetchLike,
@@ -27,8 +22,8 @@ import {
   type RetryOptions,
   sendRequest,
 } from '../http.ts'
-import { _authError, _parseTokenResponse } from '../token_response.ts'
-import { _checkPositive } from '../_validate.ts'
+import { _authError, _parseTokenResponse, _refusal } from '../token_response.ts'
+import { _checkPositive, _GUID_RE } from '../_validate.ts'
 import { AbstractAuthentication, type CredentialOptions, type TokenRequest } from './abstract.ts'
 import {
   _ARC_KEY_MAX_BYTES,
@@ -83,7 +78,6 @@ const IMDS_TOTAL_MS = 100_000
 /** IMDS retries when the user gave no count (as @azure/identity). */
 const IMDS_MAX_RETRIES = 5
 const ID_KINDS: readonly _IdKind[] = ['clientId', 'objectId', 'resourceId']
-const GUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
 const PYTHON_NAMES: Record<string, string> = {
   client_id: 'clientId',
   object_id: 'objectId',
@@ -318,12 +312,11 @@ export class MsiAuthentication extends AbstractAuthentication {
     if (text === undefined) {
       return _authError(res, { what, now: this._http.now(), secrets, advice: () => advice })
     }
-    const description = _redact(text, secrets).slice(0, 600)
-    const line = description.split(/\r?\n/)[0]
-    return new AuthenticationError(
-      `${what} refused the request (status ${res.status}): ${line}${advice ? `. ${advice}` : ''}`,
-      { status: res.status, errorDescription: description, response: res.raw },
-    )
+    return _refusal(what, res.status, { description: text, errorCodes: [] }, {
+      secrets,
+      advice: () => advice,
+      response: res.raw,
+    })
   }
 
   /** Azure Arc: a 401 challenge names a key file; read it and ask again with Basic auth. */
@@ -427,7 +420,7 @@ function checkIdentityConfig(config: unknown): _Identity | undefined {
     throw new TypeError(`identityConfig.${kind} must be a non-empty string`)
   }
   const v = value.trim()
-  if (kind !== 'resourceId' && !GUID.test(v)) {
+  if (kind !== 'resourceId' && !_GUID_RE.test(v)) {
     throw new TypeError(`identityConfig.${kind} must be a GUID; check the value you passed`)
   }
   if (kind === 'resourceId' && !/^\/subscriptions\/[^/]+\/resourcegroups\/.+/i.test(v)) {

@@ -6,7 +6,7 @@
  * @module
  */
 import type { AccessToken } from '../access_token.ts'
-import { AmlAuthError, AuthenticationError, CredentialUnavailableError } from '../errors.ts'
+import { AuthenticationError, CredentialUnavailableError } from '../errors.ts'
 import { defaultFileReader, type Env, type FileReader, resolveEnv } from '../env.ts'
 import {
   type EntraAdvice,
@@ -25,8 +25,13 @@ import {
   _secretAuth,
   type CertificateCredential,
 } from '../_client_auth.ts'
-import { _checkEndpoint, _checkString, _checkTenantId } from '../_validate.ts'
-import { AbstractAuthentication, type CredentialOptions, type TokenRequest } from './abstract.ts'
+import { _checkAllowedTenants, _checkEndpoint, _checkString, _checkTenantId } from '../_validate.ts'
+import {
+  _switchTenant,
+  AbstractAuthentication,
+  type CredentialOptions,
+  type TokenRequest,
+} from './abstract.ts'
 
 export type { CertificateCredential } from '../_client_auth.ts'
 
@@ -164,7 +169,10 @@ export class ServicePrincipalAuthentication extends AbstractAuthentication {
       options.authorityHost ?? this.cloud.activeDirectory,
       options.authorityHost !== undefined ? 'authorityHost' : 'cloud.activeDirectory',
     )
-    this.#allowed = checkAllowed(options.additionallyAllowedTenants)
+    this.#allowed = _checkAllowedTenants(
+      options.additionallyAllowedTenants,
+      'additionallyAllowedTenants',
+    )
     this.#allowedName = internal?.allowedName ?? 'additionallyAllowedTenants'
     this.#advice = entraAdvice(internal?.names)
     this.#auth = internal?.auth ?? clientAuthFrom(options)
@@ -360,19 +368,12 @@ export class ServicePrincipalAuthentication extends AbstractAuthentication {
     const off = this._env.AZURE_IDENTITY_DISABLE_MULTITENANTAUTH?.trim().toLowerCase()
     if (off !== undefined && off !== '' && off !== '0' && off !== 'false') return undefined
     _checkTenantId(tenantId, 'getToken options.tenantId')
-    const t = tenantId.toLowerCase()
-    if (t === this.#tenantId.toLowerCase()) return undefined
-    if (NON_TENANTS.includes(t)) {
+    if (NON_TENANTS.includes(tenantId.toLowerCase())) {
       throw new TypeError(
         `getToken options.tenantId must name a directory (GUID or domain), not '${tenantId}'`,
       )
     }
-    if (this.#allowed.has('*') || this.#allowed.has(t)) return tenantId
-    throw new AmlAuthError(
-      'ERR_TENANT_NOT_ALLOWED',
-      `This credential is not configured to get tokens for tenant '${tenantId}'; add it to ` +
-        `${this.#allowedName} (or "*" to allow any tenant) to allow it`,
-    )
+    return _switchTenant(tenantId, this.#tenantId, this.#allowed, this.#allowedName)
   }
 
   /** One client-credentials request (per-call tenant, claims), with the client credential. */
@@ -464,18 +465,6 @@ function checkAuthority(value: unknown, option: string): string {
     )
   }
   return href
-}
-
-function checkAllowed(list: unknown): ReadonlySet<string> {
-  if (list === undefined) return new Set()
-  if (!Array.isArray(list)) {
-    throw new TypeError('additionallyAllowedTenants must be an array of tenant ids (or "*")')
-  }
-  return new Set(
-    list.map((t, i) =>
-      t === '*' ? '*' : _checkTenantId(t, `additionallyAllowedTenants[${i}]`).toLowerCase()
-    ),
-  )
 }
 
 function envTenant(value: string | undefined, name: string): string {

@@ -48,7 +48,7 @@ export type TokenCallback = (
  */
 export class TokenAuthentication extends AbstractAuthentication {
   readonly #callback: TokenCallback
-  readonly #identity: string = _uniqueIdentity('token-callback')
+  #identity: string | undefined = undefined
 
   /**
    * Wraps a token callback; no I/O.
@@ -67,9 +67,12 @@ export class TokenAuthentication extends AbstractAuthentication {
     this.#callback = getTokenForAudience
   }
 
-  /** A per-instance identity: a user-supplied source is never shared. */
+  /**
+   * A per-instance identity: a user-supplied source is never shared. Made on first use, since
+   * Workers refuse random values at global scope, where credentials are often built.
+   */
   protected _cacheIdentity(): string {
-    return this.#identity
+    return this.#identity ??= _uniqueIdentity('token-callback')
   }
 
   /** Asks the callback for the audience's resource id. */
@@ -77,7 +80,7 @@ export class TokenAuthentication extends AbstractAuthentication {
     if (request.scopes.length !== 1) {
       throw new AmlAuthError(
         'ERR_UNSUPPORTED_AUDIENCE',
-        'TokenAuthentication serves one audience at a time',
+        'TokenAuthentication serves one audience at a time; call getToken once per audience',
       )
     }
     const resource = this.#resourceFor(request.scopes[0]!)

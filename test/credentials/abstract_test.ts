@@ -1,17 +1,24 @@
 import {
   assert,
   assertEquals,
+  assertExists,
   assertNotStrictEquals,
   assertRejects,
   assertThrows,
 } from '@std/assert'
 import {
+  type AbstractAuthentication,
   AmlAuthError,
   AuthenticationError,
+  AzureMLTokenAuthentication,
   AzureUSGovernment,
   createTokenCache,
+  InteractiveLoginAuthentication,
+  MsiAuthentication,
+  ServicePrincipalAuthentication,
   TokenAuthentication,
 } from '@aml-edge/auth'
+import { DEMO, startEmulator } from '../../workers/emulator/serve.ts'
 import { serveLoopback } from '../_fixtures/loopback.ts'
 
 function credential(origin: string, token = 'arm-token') {
@@ -131,6 +138,27 @@ Deno.test('constructor validates common options', () => {
     'createTokenCache',
   )
   assertThrows(
+    () => new TokenAuthentication(cb, { retry: { baseDelayMs: -1 } }),
+    RangeError,
+    'retry.baseDelayMs',
+  )
+  assertThrows(
+    () => new TokenAuthentication(cb, { retry: { maxDelayMs: Number.NaN } }),
+    RangeError,
+    'retry.maxDelayMs',
+  )
+  assertThrows(
+    () => new TokenAuthentication(cb, { retry: { totalTimeoutMs: 0 } }),
+    RangeError,
+    'retry.totalTimeoutMs',
+  )
+  assertThrows(() => new TokenAuthentication(cb, { retry: 3 as never }), TypeError, 'retry')
+  assertThrows(() => new TokenAuthentication(cb, { env: 'x' as never }), TypeError, 'env')
+  assertThrows(() => new TokenAuthentication(cb, { now: 5 as never }), TypeError, 'now')
+  assertThrows(() => new TokenAuthentication(cb, { sleep: {} as never }), TypeError, 'sleep')
+  // A zero back-off is a valid choice (tests, tight loops).
+  new TokenAuthentication(cb, { retry: { baseDelayMs: 0, maxDelayMs: 0 } })
+  assertThrows(
     () =>
       new TokenAuthentication(cb, {
         cloud: { ...AzureUSGovernment, activeDirectory: 'http://login.example' },
@@ -147,4 +175,67 @@ Deno.test('AZUREML_CURRENT_CLOUD picks the cloud when none is given', () => {
   assertEquals(auth.cloud.name, 'AzureUSGovernment')
   assertEquals(auth.getAmlResourceId(), 'https://ml.azure.us')
   assertEquals(new TokenAuthentication(() => 'x', { env: {} }).cloud.name, 'AzureCloud')
+})
+
+/** Every view a logger or a debugger might take of an object, without its custom views. */
+function rawViews(o: object): string[] {
+  return [
+    Object.keys(o).join(','),
+    JSON.stringify({ ...o }),
+    JSON.stringify(Object.values(o)),
+    Deno.inspect(o, { customInspect: false, showHidden: true, depth: 10 } as Deno.InspectOptions),
+  ]
+}
+
+Deno.test('credentials keep the environment, and so its secrets, off their own properties', async () => {
+  await using emu = await startEmulator()
+  const RUN_PASS = 'RUN-TOKEN-PASS-SECRET-42'
+  const cases: [AbstractAuthentication, string][] = [
+    [
+      new MsiAuthentication({ env: emu.env('app-service'), cache: createTokenCache() }),
+      DEMO.msiSecret,
+    ],
+    [
+      ServicePrincipalAuthentication.fromEnvironment({
+        AZURE_TENANT_ID: DEMO.tenantId,
+        AZURE_CLIENT_ID: DEMO.clientId,
+        AZURE_CLIENT_SECRET: DEMO.clientSecret,
+        AZURE_AUTHORITY_HOST: emu.origin,
+      }, { cache: createTokenCache() }),
+      DEMO.clientSecret,
+    ],
+    [
+      new InteractiveLoginAuthentication({
+        env: {
+          AZUREML_SERVICE_PRINCIPAL_ID: DEMO.clientId,
+          AZUREML_SERVICE_PRINCIPAL_PASSWORD: DEMO.clientSecret,
+          AZUREML_SERVICE_PRINCIPAL_TENANT_ID: DEMO.tenantId,
+        },
+        authorityHost: emu.origin,
+        cache: createTokenCache(),
+      }),
+      DEMO.clientSecret,
+    ],
+    [
+      new AzureMLTokenAuthentication({
+        azuremlAccessToken: 'opaque-run-token',
+        expiryTime: 4102444800,
+        env: { AZUREML_RUN_TOKEN_PASS: RUN_PASS, AZUREML_RUN_TOKEN_RAND: RUN_PASS },
+        tokenFiles: false,
+        cache: createTokenCache(),
+      }),
+      RUN_PASS,
+    ],
+  ]
+  for (const [auth, secret] of cases) {
+    assert(!Object.keys(auth).includes('_env'), `${auth}: _env is an own property`)
+    for (const view of rawViews(auth)) {
+      assert(!view.includes(secret), `${auth} shows a secret variable: ${view.slice(0, 200)}`)
+    }
+  }
+  // The credentials still read their variables: the header secret and the client secret work.
+  assertExists((await cases[0]![0].getToken()).token)
+  assertExists((await cases[1]![0].getToken()).token)
+  assertExists((await cases[2]![0].getToken()).token)
+  assertEquals(emu.requests({ route: 'mi.app-service' }).map((r) => r.status), [200])
 })

@@ -6,6 +6,7 @@ import {
   assertMatch,
   assertNotEquals,
   assertRejects,
+  assertStrictEquals,
   assertStringIncludes,
   assertThrows,
 } from '@std/assert'
@@ -659,6 +660,10 @@ Deno.test('InteractiveLoginAuthentication turns an error on the callback URL int
   assertExists(e.errorDescription)
   assertEquals(e.errorCodes?.length, 1)
   assertEquals(rec.seen.length, 0)
+  // No HTTP status carried it, so none is invented; the message says what to do.
+  assertStringIncludes(e.message, `Entra ID refused the authorization (${e.error})`)
+  assert(!e.message.includes('status 0'), e.message)
+  assertStringIncludes(e.message, 'check the scope')
 })
 
 Deno.test('InteractiveLoginAuthentication: a code redeemed twice is refused without leaking it', async () => {
@@ -749,6 +754,26 @@ Deno.test('InteractiveLoginAuthentication refuses an ambient managed identity of
     cache: createTokenCache(),
   })
   assertExists((await same.getToken()).token)
+})
+
+Deno.test('InteractiveLoginAuthentication answers a cached ambient token without new promises', async () => {
+  // The tenant check on ambient managed-identity tokens must not cost a closure and a promise on
+  // every cache hit: a hit hands back the very same promise.
+  await using emu = await emulator()
+  const auth = new InteractiveLoginAuthentication({
+    env: emu.env('app-service'),
+    tenantId: DEMO.tenantId,
+    cache: createTokenCache(),
+  })
+  const first = await auth.getToken()
+  const a = auth.getToken()
+  assertStrictEquals(auth.getToken(), a)
+  assertStrictEquals((await a).token, first.token)
+  await auth.getTokenForAudience(Audience.AZUREML)
+  const aml = auth.getTokenForAudience(Audience.AZUREML)
+  assertStrictEquals(auth.getTokenForAudience(Audience.AZUREML), aml)
+  assertStrictEquals(auth.getToken(), a)
+  assertEquals(emu.requests({ route: 'mi.app-service' }).length, 2)
 })
 
 Deno.test('InteractiveLoginAuthentication checks a per-call tenant against tenantId', async () => {

@@ -1109,6 +1109,22 @@ Deno.test('a server echoing the secret or assertion in an error cannot leak it',
   const e2 = await assertRejects(() => cert.getToken(), AuthenticationError)
   assert(assertion.length > 100)
   assertHidden(e2, [assertion, assertion.split('.')[2]!])
+
+  // Echoed in the OAuth error code and the trace fields, which also reach the error.
+  emu.failNext({
+    route: 'entra.token',
+    status: 400,
+    body: {
+      error: `invalid_client:${DEMO.clientSecret}`,
+      error_description: 'AADSTS7000215: Invalid client secret provided.',
+      trace_id: DEMO.clientSecret,
+      correlation_id: `c-${DEMO.clientSecret}`,
+    },
+  })
+  const e3 = await assertRejects(() => secretCredential(emu).getToken(), AuthenticationError)
+  assertEquals(e3.error, 'invalid_client:[redacted]')
+  assertEquals(e3.traceId, '[redacted]')
+  assertHidden(e3, [DEMO.clientSecret])
 })
 
 Deno.test('getToken() retries 503 with back-off, then succeeds; 4xx is not retried', async () => {
