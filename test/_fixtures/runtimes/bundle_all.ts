@@ -1,0 +1,2 @@
+// Bundle-size entry (d): the whole public API.
+export * from '../../../mod.ts'
