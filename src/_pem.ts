@@ -430,75 +430,31 @@ export function _modulusBits(m: Uint8Array): number {
 // ---------------------------------------------------------------------------------------------
 // Synchronous SHA-256 (FIPS 180-4), for thumbprints and fingerprints needed before any await.
 
-const K = /* @__PURE__ */ new Uint32Array([
-  0x428a2f98,
-  0x71374491,
-  0xb5c0fbcf,
-  0xe9b5dba5,
-  0x3956c25b,
-  0x59f111f1,
-  0x923f82a4,
-  0xab1c5ed5,
-  0xd807aa98,
-  0x12835b01,
-  0x243185be,
-  0x550c7dc3,
-  0x72be5d74,
-  0x80deb1fe,
-  0x9bdc06a7,
-  0xc19bf174,
-  0xe49b69c1,
-  0xefbe4786,
-  0x0fc19dc6,
-  0x240ca1cc,
-  0x2de92c6f,
-  0x4a7484aa,
-  0x5cb0a9dc,
-  0x76f988da,
-  0x983e5152,
-  0xa831c66d,
-  0xb00327c8,
-  0xbf597fc7,
-  0xc6e00bf3,
-  0xd5a79147,
-  0x06ca6351,
-  0x14292967,
-  0x27b70a85,
-  0x2e1b2138,
-  0x4d2c6dfc,
-  0x53380d13,
-  0x650a7354,
-  0x766a0abb,
-  0x81c2c92e,
-  0x92722c85,
-  0xa2bfe8a1,
-  0xa81a664b,
-  0xc24b8b70,
-  0xc76c51a3,
-  0xd192e819,
-  0xd6990624,
-  0xf40e3585,
-  0x106aa070,
-  0x19a4c116,
-  0x1e376c08,
-  0x2748774c,
-  0x34b0bcb5,
-  0x391c0cb3,
-  0x4ed8aa4a,
-  0x5b9cca4f,
-  0x682e6ff3,
-  0x748f82ee,
-  0x78a5636f,
-  0x84c87814,
-  0x8cc70208,
-  0x90befffa,
-  0xa4506ceb,
-  0xbef9a3f7,
-  0xc67178f2,
-])
+/**
+ * The initial hash values and round constants, derived as FIPS 180-4 defines them (the first 32
+ * bits of the fractional parts of the square roots of the first 8 primes and of the cube roots of
+ * the first 64 primes) instead of a literal table; the test compares with Web Crypto.
+ */
+let constants: { h: number[]; k: Uint32Array } | undefined
+
+function sha256Constants(): { h: number[]; k: Uint32Array } {
+  if (constants !== undefined) return constants
+  const h: number[] = []
+  const k = new Uint32Array(64)
+  for (let n = 2, i = 0; i < 64; n++) {
+    let prime = true
+    for (let d = 2; d * d <= n; d++) if (n % d === 0) prime = false
+    if (!prime) continue
+    // frac * 2^32, truncated: the integer part stays below 2^53, so `| 0` keeps the low 32 bits.
+    if (i < 8) h.push((n ** (1 / 2) * 2 ** 32) | 0)
+    k[i++] = (n ** (1 / 3) * 2 ** 32) | 0
+  }
+  return constants = { h, k }
+}
 
 /** SHA-256 of bytes or a UTF-8 string, computed synchronously. */
 export function _sha256(input: Uint8Array | string): Uint8Array<ArrayBuffer> {
+  const { h: h0, k: K } = sha256Constants()
   const data = typeof input === 'string' ? new TextEncoder().encode(input) : input
   const bitLen = data.length * 8
   const padded = new Uint8Array(((data.length + 9 + 63) >> 6) << 6)
@@ -507,52 +463,39 @@ export function _sha256(input: Uint8Array | string): Uint8Array<ArrayBuffer> {
   const view = new DataView(padded.buffer)
   view.setUint32(padded.length - 8, Math.floor(bitLen / 0x100000000))
   view.setUint32(padded.length - 4, bitLen >>> 0)
-  const h = new Uint32Array([
-    0x6a09e667,
-    0xbb67ae85,
-    0x3c6ef372,
-    0xa54ff53a,
-    0x510e527f,
-    0x9b05688c,
-    0x1f83d9ab,
-    0x5be0cd19,
-  ])
+  const h = new Uint32Array(h0)
   const w = new Uint32Array(64)
+  const rotr = (x: number, n: number): number => (x >>> n) | (x << (32 - n))
   for (let off = 0; off < padded.length; off += 64) {
-    for (let i = 0; i < 16; i++) w[i] = view.getUint32(off + i * 4)
-    for (let i = 16; i < 64; i++) {
-      const a = w[i - 15]!
-      const b = w[i - 2]!
-      const s0 = ((a >>> 7) | (a << 25)) ^ ((a >>> 18) | (a << 14)) ^ (a >>> 3)
-      const s1 = ((b >>> 17) | (b << 15)) ^ ((b >>> 19) | (b << 13)) ^ (b >>> 10)
-      w[i] = (w[i - 16]! + s0 + w[i - 7]! + s1) | 0
-    }
-    let a = h[0]!
-    let b = h[1]!
-    let c = h[2]!
-    let d = h[3]!
-    let e = h[4]!
-    let f = h[5]!
-    let g = h[6]!
-    let hh = h[7]!
     for (let i = 0; i < 64; i++) {
-      const s1 = ((e >>> 6) | (e << 26)) ^ ((e >>> 11) | (e << 21)) ^ ((e >>> 25) | (e << 7))
-      const ch = (e & f) ^ (~e & g)
-      const t1 = (hh + s1 + ch + K[i]! + w[i]!) | 0
-      const s0 = ((a >>> 2) | (a << 30)) ^ ((a >>> 13) | (a << 19)) ^ ((a >>> 22) | (a << 10))
-      const maj = (a & b) ^ (a & c) ^ (b & c)
-      const t2 = (s0 + maj) | 0
-      hh = g
-      g = f
-      f = e
-      e = (d + t1) | 0
-      d = c
-      c = b
-      b = a
-      a = (t1 + t2) | 0
+      if (i < 16) w[i] = view.getUint32(off + i * 4)
+      else {
+        const a = w[i - 15]!
+        const b = w[i - 2]!
+        w[i] = w[i - 16]! + (rotr(a, 7) ^ rotr(a, 18) ^ (a >>> 3)) + w[i - 7]! +
+          (rotr(b, 17) ^ rotr(b, 19) ^ (b >>> 10))
+      }
     }
-    const sums = [a, b, c, d, e, f, g, hh]
-    for (let i = 0; i < 8; i++) h[i] = h[i]! + sums[i]!
+    const v = [...h]
+    for (let i = 0; i < 64; i++) {
+      const [a, b, c, d, e, f, g, hh] = v as [
+        number,
+        number,
+        number,
+        number,
+        number,
+        number,
+        number,
+        number,
+      ]
+      const t1 = hh + (rotr(e, 6) ^ rotr(e, 11) ^ rotr(e, 25)) + ((e & f) ^ (~e & g)) + K[i]! +
+        w[i]!
+      const t2 = (rotr(a, 2) ^ rotr(a, 13) ^ rotr(a, 22)) + ((a & b) ^ (a & c) ^ (b & c))
+      v.pop()
+      v.unshift((t1 + t2) | 0)
+      v[4] = (d + t1) | 0
+    }
+    for (let i = 0; i < 8; i++) h[i] = h[i]! + v[i]!
   }
   const out = new Uint8Array(32)
   const ov = new DataView(out.buffer)
