@@ -117,7 +117,11 @@ const ROUTE_BY_NAME =
   '/history/v1.0/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.MachineLearningServices/workspaces/{workspaceName}/experiments/{experimentName}/runs/{runId}/token'
 const ROUTE_BY_ID =
   '/history/v1.0/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.MachineLearningServices/workspaces/{workspaceName}/experimentids/{experimentId}/runs/{runId}/token'
-const SCOPE_FIELDS = [
+/**
+ * The fields of a run scope, in route order (internal; the token broker validates its policy's
+ * run-token patterns against the same list).
+ */
+export const _RUN_SCOPE_FIELDS = [
   'subscriptionId',
   'resourceGroupName',
   'workspaceName',
@@ -125,7 +129,7 @@ const SCOPE_FIELDS = [
   'experimentId',
   'runId',
 ] as const
-type ScopeField = typeof SCOPE_FIELDS[number]
+type ScopeField = typeof _RUN_SCOPE_FIELDS[number]
 
 const ENV_NAMES: Record<string, string> = {
   azuremlAccessToken: 'AZUREML_RUN_TOKEN',
@@ -165,15 +169,26 @@ export function _resetRunTokenRegistry(): void {
   registry.clear()
 }
 
-function registryKey(o: AzureMLRunScope): string {
+/**
+ * What identifies a run, joined by `separator`: subscription, resource group, workspace,
+ * experiment (its id when known, else its name) and run id. Internal: the registry key here
+ * (`//`), the token broker's run label (`/`).
+ *
+ * @param scope the run scope (the experiment name may be missing when the id is given)
+ * @param separator what joins the parts
+ * @returns the joined parts
+ */
+export function _runScopeKey(
+  scope: Omit<AzureMLRunScope, 'experimentName'> & { experimentName?: string | undefined },
+  separator: string,
+): string {
   return [
-    o.subscriptionId,
-    o.resourceGroupName,
-    o.workspaceName,
-    o.experimentId ?? o.experimentName,
-    o.runId,
-  ]
-    .join('//')
+    scope.subscriptionId,
+    scope.resourceGroupName,
+    scope.workspaceName,
+    scope.experimentId ?? scope.experimentName,
+    scope.runId,
+  ].join(separator)
 }
 
 /**
@@ -307,7 +322,7 @@ export class AzureMLTokenAuthentication extends AbstractAuthentication {
       throw new TypeError('options must be an object')
     }
     validate(options, {}, true)
-    const key = registryKey(options)
+    const key = _runScopeKey(options, '//')
     const found = registry.get(key)
     if (found !== undefined) return found
     const auth = new AzureMLTokenAuthentication(options)
@@ -749,7 +764,7 @@ function validate(
   }
   const scope: Partial<AzureMLRunScope> = {}
   const missing: string[] = []
-  for (const field of SCOPE_FIELDS) {
+  for (const field of _RUN_SCOPE_FIELDS) {
     const value = o[field]
     if (value === undefined || value === null) {
       if (field !== 'experimentId') missing.push(n(field))
@@ -800,11 +815,13 @@ function routeTemplate(value: unknown, scope: Partial<AzureMLRunScope>): string 
   if (/[?#]/.test(value)) throw new TypeError('refreshRoute must not contain a query or fragment')
   const stray = value.replace(
     /\{(\w+)\}/g,
-    (m, name: string) => (SCOPE_FIELDS as readonly string[]).includes(name) ? '' : m,
+    (m, name: string) => (_RUN_SCOPE_FIELDS as readonly string[]).includes(name) ? '' : m,
   )
   if (/[{}]/.test(stray)) {
     throw new TypeError(
-      `refreshRoute may only use the placeholders ${SCOPE_FIELDS.map((f) => `{${f}}`).join(', ')}`,
+      `refreshRoute may only use the placeholders ${
+        _RUN_SCOPE_FIELDS.map((f) => `{${f}}`).join(', ')
+      }`,
     )
   }
   return value

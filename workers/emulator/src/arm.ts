@@ -5,8 +5,9 @@
  *
  * @module
  */
-import type { Hono } from 'hono'
+import type { Context, Hono } from 'hono'
 import { ARM_AUDIENCES, type SubscriptionConfig } from './config.ts'
+import type { RouteName } from './faults.ts'
 import { type Incoming, route } from './http.ts'
 import type { EmulatorCore } from './state.ts'
 import { json, normalizeResource } from './util.ts'
@@ -106,72 +107,65 @@ function subscriptionItem(s: SubscriptionConfig) {
 
 /** Registers the ARM routes. */
 export function registerArmRoutes(app: Hono, core: EmulatorCore): void {
-  app.get(
-    '/subscriptions',
-    route(core, 'arm.subscriptions', async (_c, r) => {
-      const bad = requireApiVersion(r)
-      if (bad) return bad
-      const claims = await authenticate(core, r)
-      if (claims instanceof Response) return claims
-      const visible = core.subscriptions.filter((s) => s.tenantId === claims.tid)
-      const skipParam = r.url.searchParams.get('$skiptoken')
-      let offset = 0
-      if (skipParam !== null) {
-        offset = Number(skipParam)
-        if (!Number.isInteger(offset) || offset < 0) {
-          return armError(400, 'InvalidSkipToken', 'The $skiptoken query parameter is not valid.')
-        }
+  /** A GET route that needs an api-version and an ARM bearer token, then runs `handler`. */
+  const serve = (
+    path: string,
+    name: RouteName,
+    handler: (c: Context, r: Incoming, claims: Record<string, unknown>) => Response,
+  ) =>
+    app.get(
+      path,
+      route(core, name, async (c, r) => {
+        const bad = requireApiVersion(r)
+        if (bad) return bad
+        const claims = await authenticate(core, r)
+        return claims instanceof Response ? claims : handler(c, r, claims)
+      }),
+    )
+
+  serve('/subscriptions', 'arm.subscriptions', (_c, r, claims) => {
+    const visible = core.subscriptions.filter((s) => s.tenantId === claims.tid)
+    const skipParam = r.url.searchParams.get('$skiptoken')
+    let offset = 0
+    if (skipParam !== null) {
+      offset = Number(skipParam)
+      if (!Number.isInteger(offset) || offset < 0) {
+        return armError(400, 'InvalidSkipToken', 'The $skiptoken query parameter is not valid.')
       }
-      const size = core.settings.armPageSize
-      const page = visible.slice(offset, offset + size)
-      const body: Record<string, unknown> = {
-        value: page.map(subscriptionItem),
-        count: { type: 'Total', value: visible.length },
-      }
-      if (offset + size < visible.length) {
-        const next = new URL(`${r.origin}/subscriptions`)
-        next.searchParams.set('api-version', r.url.searchParams.get('api-version')!)
-        next.searchParams.set('$skiptoken', String(offset + size))
-        body.nextLink = next.href
-      }
-      return json(body)
-    }),
-  )
-  app.get(
-    '/subscriptions/:id',
-    route(core, 'arm.subscriptions', async (c, r) => {
-      const bad = requireApiVersion(r)
-      if (bad) return bad
-      const claims = await authenticate(core, r)
-      if (claims instanceof Response) return claims
-      const id = c.req.param('id')!.toLowerCase()
-      const sub = core.subscriptions.find((s) =>
-        s.subscriptionId === id && s.tenantId === claims.tid
-      )
-      if (!sub) {
-        return armError(404, 'SubscriptionNotFound', `The subscription '${id}' could not be found.`)
-      }
-      return json(subscriptionItem(sub))
-    }),
-  )
-  app.get(
-    '/tenants',
-    route(core, 'arm.tenants', async (_c, r) => {
-      const bad = requireApiVersion(r)
-      if (bad) return bad
-      const claims = await authenticate(core, r)
-      if (claims instanceof Response) return claims
-      const t = core.tenants.get(claims.tid as string)
-      const value = t
-        ? [{
-          id: `/tenants/${t.id}`,
-          tenantId: t.id,
-          tenantCategory: 'Home',
-          displayName: t.displayName,
-          domains: t.domains,
-        }]
-        : []
-      return json({ value, count: { type: 'Total', value: value.length } })
-    }),
-  )
+    }
+    const size = core.settings.armPageSize
+    const page = visible.slice(offset, offset + size)
+    const body: Record<string, unknown> = {
+      value: page.map(subscriptionItem),
+      count: { type: 'Total', value: visible.length },
+    }
+    if (offset + size < visible.length) {
+      const next = new URL(`${r.origin}/subscriptions`)
+      next.searchParams.set('api-version', r.url.searchParams.get('api-version')!)
+      next.searchParams.set('$skiptoken', String(offset + size))
+      body.nextLink = next.href
+    }
+    return json(body)
+  })
+  serve('/subscriptions/:id', 'arm.subscriptions', (c, _r, claims) => {
+    const id = c.req.param('id')!.toLowerCase()
+    const sub = core.subscriptions.find((s) => s.subscriptionId === id && s.tenantId === claims.tid)
+    if (!sub) {
+      return armError(404, 'SubscriptionNotFound', `The subscription '${id}' could not be found.`)
+    }
+    return json(subscriptionItem(sub))
+  })
+  serve('/tenants', 'arm.tenants', (_c, _r, claims) => {
+    const t = core.tenants.get(claims.tid as string)
+    const value = t
+      ? [{
+        id: `/tenants/${t.id}`,
+        tenantId: t.id,
+        tenantCategory: 'Home',
+        displayName: t.displayName,
+        domains: t.domains,
+      }]
+      : []
+    return json({ value, count: { type: 'Total', value: value.length } })
+  })
 }

@@ -71,12 +71,14 @@ async function issueUserTokens(
     client: Client
     user: User
     tenantId: string
-    scope: string
+    /** The grant's scope; the form's `scope`, when given, replaces it. */
+    grantScope: string
     acr: ClientAuthLevel
-    nonce: string | null
+    nonce?: string | null
   },
 ): Promise<Response> {
-  const parsed = parseScopes(opts.scope)
+  const scope = r.form.get('scope') ?? opts.grantScope
+  const parsed = parseScopes(scope)
   const resourceId = parsed.resource ?? GRAPH
   const tenant = core.tenants.get(opts.tenantId) ?? null
   const resource = resolveResource(core, resourceId, tenant)
@@ -108,7 +110,7 @@ async function issueUserTokens(
       clientId: opts.client.clientId,
       userId: opts.user.objectId,
       tenantId: opts.tenantId,
-      scope: opts.scope,
+      scope,
       issuedAt: now,
       expiresAt: now + core.settings.refreshTokenLifetimeSeconds * 1000,
     })
@@ -120,7 +122,7 @@ async function issueUserTokens(
       tenantId: opts.tenantId,
       clientId: opts.client.clientId,
       user: opts.user,
-      nonce: opts.nonce,
+      nonce: opts.nonce ?? null,
     })
   }
   if (r.form.get('client_info') === '1') {
@@ -173,6 +175,45 @@ async function clientCredentials(
   )
 }
 
+/** The request and client a user-flow grant is redeemed for. */
+interface Redeemer {
+  r: Incoming
+  client: Client
+  tenant: Tenant | null
+  segment: string
+}
+
+/**
+ * A user-flow grant (authorization code, refresh token, device code) that exists, was issued to
+ * the client and passes `matches`, and the client's authentication level; else `invalid()`.
+ */
+async function grantOf<G extends { clientId: string }>(
+  core: EmulatorCore,
+  { r, client, tenant, segment }: Redeemer,
+  grant: G | undefined,
+  invalid: () => EntraError,
+  matches: (grant: G) => boolean = () => true,
+): Promise<{ grant: G; acr: ClientAuthLevel }> {
+  if (!grant || grant.clientId !== client.clientId || !matches(grant)) throw invalid()
+  const acr = await authenticateClient(core, r, client, tenant, segment)
+  return { grant, acr }
+}
+
+/** A live refresh token of the client (v1 and v2), with its user. */
+async function redeemRefreshToken(core: EmulatorCore, who: Redeemer, rt: string) {
+  const { grant, acr } = await grantOf(
+    core,
+    who,
+    core.refreshTokens.get(rt),
+    entraErrors.badRefreshToken,
+  )
+  const now = core.now()
+  if (grant.expiresAt <= now) throw entraErrors.refreshTokenExpired(grant.issuedAt, now)
+  const user = core.findUser(grant.userId)
+  if (!user) throw entraErrors.badRefreshToken()
+  return { grant, user, acr, now }
+}
+
 async function authorizationCode(
   core: EmulatorCore,
   r: Incoming,
@@ -182,12 +223,14 @@ async function authorizationCode(
   const code = required(r, 'code')
   const clientId = clientIdOf(r)
   const redirectUri = required(r, 'redirect_uri')
-  const grant = core.authCodes.get(code)
   const client = lookupClient(core, clientId, tenant)
-  if (!grant || grant.clientId !== client.clientId || (tenant && tenant.id !== grant.tenantId)) {
-    throw entraErrors.badCode()
-  }
-  const acr = await authenticateClient(core, r, client, tenant, segment)
+  const { grant, acr } = await grantOf(
+    core,
+    { r, client, tenant, segment },
+    core.authCodes.get(code),
+    entraErrors.badCode,
+    (g) => !tenant || tenant.id === g.tenantId,
+  )
   if (grant.redeemed) throw entraErrors.codeRedeemed()
   if (grant.expiresAt < core.now()) throw entraErrors.badCode()
   if (redirectUri !== grant.redirectUri) {
@@ -208,7 +251,7 @@ async function authorizationCode(
     client,
     user,
     tenantId: grant.tenantId,
-    scope: r.form.get('scope') ?? grant.scope,
+    grantScope: grant.scope,
     acr,
     nonce: grant.nonce,
   })
@@ -221,24 +264,10 @@ async function refreshToken(
   segment: string,
 ): Promise<Response> {
   const rt = required(r, 'refresh_token')
-  const clientId = clientIdOf(r)
-  const grant = core.refreshTokens.get(rt)
-  const client = lookupClient(core, clientId, tenant)
-  if (!grant || grant.clientId !== client.clientId) throw entraErrors.badRefreshToken()
-  const acr = await authenticateClient(core, r, client, tenant, segment)
-  const now = core.now()
-  if (grant.expiresAt <= now) throw entraErrors.refreshTokenExpired(grant.issuedAt, now)
-  const user = core.findUser(grant.userId)
-  if (!user) throw entraErrors.badRefreshToken()
+  const client = lookupClient(core, clientIdOf(r), tenant)
+  const { grant, user, acr } = await redeemRefreshToken(core, { r, client, tenant, segment }, rt)
   const tenantId = tenant?.id ?? grant.tenantId
-  return issueUserTokens(core, r, {
-    client,
-    user,
-    tenantId,
-    scope: r.form.get('scope') ?? grant.scope,
-    acr,
-    nonce: null,
-  })
+  return issueUserTokens(core, r, { client, user, tenantId, grantScope: grant.scope, acr })
 }
 
 /** Approves a pending device code (by user code); false when there is none. */
@@ -277,11 +306,13 @@ async function deviceCodeGrant(
   segment: string,
 ): Promise<Response> {
   const deviceCode = required(r, 'device_code')
-  const clientId = clientIdOf(r)
-  const grant = core.deviceCodes.get(deviceCode)
-  const client = lookupClient(core, clientId, tenant)
-  if (!grant || grant.clientId !== client.clientId) throw entraErrors.badDeviceCode()
-  const acr = await authenticateClient(core, r, client, tenant, segment)
+  const client = lookupClient(core, clientIdOf(r), tenant)
+  const { grant, acr } = await grantOf(
+    core,
+    { r, client, tenant, segment },
+    core.deviceCodes.get(deviceCode),
+    entraErrors.badDeviceCode,
+  )
   const now = core.now()
   if (grant.status === 'redeemed') throw entraErrors.badDeviceCode()
   if (now > grant.expiresAt) throw entraErrors.expiredDeviceCode()
@@ -308,14 +339,7 @@ async function deviceCodeGrant(
   if (!user) throw entraErrors.badDeviceCode()
   grant.status = 'redeemed'
   const tenantId = tenant?.id ?? user.tenantId
-  return issueUserTokens(core, r, {
-    client,
-    user,
-    tenantId,
-    scope: r.form.get('scope') ?? grant.scope,
-    acr,
-    nonce: null,
-  })
+  return issueUserTokens(core, r, { client, user, tenantId, grantScope: grant.scope, acr })
 }
 
 function userCode(): string {
@@ -527,13 +551,11 @@ async function tokenV1(core: EmulatorCore, r: Incoming, segment: string): Promis
     }
   } else {
     const rt = required(r, 'refresh_token')
-    const grant = core.refreshTokens.get(rt)
-    if (!grant || grant.clientId !== client.clientId) throw entraErrors.badRefreshToken()
-    const acr = await authenticateClient(core, r, client, tenant, segment)
-    const now = core.now()
-    if (grant.expiresAt <= now) throw entraErrors.refreshTokenExpired(grant.issuedAt, now)
-    const user = core.findUser(grant.userId)
-    if (!user) throw entraErrors.badRefreshToken()
+    const { grant, user, acr, now } = await redeemRefreshToken(
+      core,
+      { r, client, tenant, segment },
+      rt,
+    )
     tenantId = tenant?.id ?? grant.tenantId
     principal = {
       kind: 'user' as const,

@@ -6,11 +6,26 @@
  * @module
  */
 import type { Hono } from 'hono'
+import type { RouteName } from './faults.ts'
 import { type Incoming, route } from './http.ts'
 import type { EmulatorCore, Identity } from './state.ts'
-import { mintAccessToken } from './tokens.ts'
+import { mintAccessToken, type Principal } from './tokens.ts'
 import { constantTimeEqual, json, randomHex, usDate12, usDate24 } from './util.ts'
 import { DEMO } from './config.ts'
+import {
+  guarded,
+  MiError,
+  type MiFailure,
+  type MiRule,
+  oauthFail,
+  recoded,
+  rejectUserAssigned,
+  requireMiQuery,
+  requireParam,
+  type Selector,
+  selector,
+  type SelectorNames,
+} from './mi_request.ts'
 
 /** Path of each managed-identity source on the emulator's origin. */
 export const MI_PATHS: {
@@ -30,35 +45,6 @@ export const MI_PATHS: {
   arcImds: '/msi/arc',
   serviceFabric: '/msi/service-fabric/token',
 })
-
-/** A source-specific error, rendered by the source's `fail`. */
-class MiError extends Error {
-  constructor(readonly status: number, readonly code: string, message: string) {
-    super(message)
-  }
-}
-
-type Selector = { by: 'clientId' | 'objectId' | 'resourceId'; value: string } | null
-
-function selector(
-  q: URLSearchParams,
-  names: { clientId?: string; objectId?: string; resourceId?: string },
-): Selector {
-  const found: NonNullable<Selector>[] = []
-  for (const by of ['clientId', 'objectId', 'resourceId'] as const) {
-    const name = names[by]
-    const v = name ? q.get(name) : null
-    if (v) found.push({ by, value: v })
-  }
-  if (found.length > 1) {
-    throw new MiError(
-      400,
-      'invalid_request',
-      'Only one of client_id, object_id or resource id may be given',
-    )
-  }
-  return found[0] ?? null
-}
 
 function resolveIdentity(core: EmulatorCore, sel: Selector, notFound: string): Identity {
   if (sel) {
@@ -80,32 +66,47 @@ function resolveIdentity(core: EmulatorCore, sel: Selector, notFound: string): I
   throw new MiError(400, 'invalid_request', notFound)
 }
 
-async function mint(core: EmulatorCore, r: Incoming, identity: Identity, resource: string) {
+const NOT_INSTALLED =
+  ' This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You might have sent your authentication request to the wrong tenant.'
+
+/** Mints a token for `resource`, refused (`invalid_resource`) when the emulator does not know it. */
+async function mintFor(
+  core: EmulatorCore,
+  r: Incoming,
+  resource: string,
+  grant: { tenantId: string; lifetimeSeconds: number; principal: Principal },
+  detail: string,
+) {
   const known = core.findResource(resource)
   if (!known) {
     throw new MiError(
       400,
       'invalid_resource',
       `AADSTS500011: The resource principal named ${resource} was not found in the tenant named ${
-        core.tenants.get(identity.tenantId)?.displayName ?? identity.tenantId
-      }. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You might have sent your authentication request to the wrong tenant.`,
+        core.tenants.get(grant.tenantId)?.displayName ?? grant.tenantId
+      }.${detail}`,
     )
   }
-  const lifetime = identity.tokenLifetimeSeconds ??
-    core.settings.managedIdentity.tokenLifetimeSeconds
   const minted = await mintAccessToken(core, {
     origin: r.origin,
-    tenantId: identity.tenantId,
     audience: resource,
     version: known.tokenVersion,
-    lifetimeSeconds: lifetime,
-    principal: { kind: 'mi', identity },
+    ...grant,
   })
   return { ...minted, expiresIn: minted.exp - Math.floor(core.now() / 1000) }
 }
 
-function metadataHeader(r: Incoming): boolean {
-  return r.request.headers.get('metadata')?.toLowerCase() === 'true'
+function mint(core: EmulatorCore, r: Incoming, identity: Identity, resource: string) {
+  const lifetimeSeconds = identity.tokenLifetimeSeconds ??
+    core.settings.managedIdentity.tokenLifetimeSeconds
+  const principal: Principal = { kind: 'mi', identity }
+  return mintFor(
+    core,
+    r,
+    resource,
+    { tenantId: identity.tenantId, lifetimeSeconds, principal },
+    NOT_INSTALLED,
+  )
 }
 
 function imdsShape(
@@ -125,158 +126,162 @@ function imdsShape(
   }
 }
 
-function oauthFail(e: MiError): Response {
-  return json({ error: e.code, error_description: e.message }, e.status)
+const appServiceFail = (e: MiError) =>
+  json({ statusCode: e.status, message: e.message, correlationId: crypto.randomUUID() }, e.status)
+const sfFail = (e: MiError) =>
+  json(
+    { error: { correlationId: crypto.randomUUID(), code: e.code, message: e.message } },
+    e.status,
+  )
+
+/** A GET source: where it is, how it renders errors, what it requires. */
+interface MiSource extends MiRule {
+  readonly path: string
+  readonly name: RouteName
+  readonly fail: (e: MiError) => Response
+  /** The refusal when the `resource` query parameter is missing. */
+  readonly resource: MiFailure
 }
 
-function guarded(
-  fail: (e: MiError) => Response,
-  handler: (r: Incoming) => Promise<Response>,
-): (c: unknown, r: Incoming) => Promise<Response> {
-  return async (_c, r) => {
-    try {
-      return await handler(r)
-    } catch (e) {
-      if (e instanceof MiError) return fail(e)
-      throw e
-    }
-  }
+const AZUREML_SECRET_REFUSED: MiFailure = [
+  401,
+  'invalid_client',
+  "The 'secret' header is missing or not valid.",
+]
+const QUERY_RESOURCE_MISSING: MiFailure = [
+  400,
+  'invalid_request',
+  "Required query variable 'resource' is missing",
+]
+const MI_RES_ID_SELECTORS: SelectorNames = {
+  clientId: 'client_id',
+  objectId: 'object_id',
+  resourceId: 'mi_res_id',
 }
 
-function apiVersionAtLeast(v: string | null, min: string): boolean {
-  return v !== null && /^\d{4}-\d{2}-\d{2}$/.test(v) && v >= min
-}
+/** Each GET source's request contract (Cloud Shell, a POST with a form, has its own). */
+const SOURCES = {
+  imds: {
+    path: MI_PATHS.imds,
+    name: 'mi.imds',
+    fail: oauthFail,
+    metadata: true,
+    minApiVersion: '2018-02-01',
+    resource: QUERY_RESOURCE_MISSING,
+  },
+  appService: {
+    path: MI_PATHS.appService,
+    name: 'mi.app-service',
+    fail: appServiceFail,
+    secretHeader: {
+      name: 'x-identity-header',
+      missing: [400, 'invalid_request', 'The X-IDENTITY-HEADER header is missing.'],
+      invalid: [401, 'unauthorized', 'The X-IDENTITY-HEADER header is not valid.'],
+    },
+    exactApiVersion: { version: '2019-08-01', code: 'invalid_request' },
+    resource: [400, 'invalid_request', "The 'resource' query parameter is required."],
+  },
+  azureml: {
+    path: MI_PATHS.azureml,
+    name: 'mi.azureml',
+    fail: oauthFail,
+    secretHeader: {
+      name: 'secret',
+      missing: AZUREML_SECRET_REFUSED,
+      invalid: AZUREML_SECRET_REFUSED,
+    },
+    exactApiVersion: { version: '2017-09-01', code: 'invalid_request' },
+    resource: QUERY_RESOURCE_MISSING,
+  },
+  arc: {
+    path: MI_PATHS.arc,
+    name: 'mi.arc',
+    fail: oauthFail,
+    metadata: true,
+    minApiVersion: '2020-06-01',
+    resource: QUERY_RESOURCE_MISSING,
+  },
+  serviceFabric: {
+    path: MI_PATHS.serviceFabric,
+    name: 'mi.service-fabric',
+    fail: sfFail,
+    secretHeader: {
+      name: 'secret',
+      missing: [400, 'SecretHeaderNotFound', 'Secret is not found in the request headers.'],
+      invalid: [401, 'SecretHeaderMismatch', 'The secret in the request headers is not valid.'],
+    },
+    exactApiVersion: { version: '2019-07-01-preview', code: 'InvalidApiVersion' },
+    resource: [400, 'ArgumentNullOrEmpty', "The parameter 'resource' is null or empty."],
+  },
+} as const satisfies Record<string, MiSource>
 
 /** Registers the managed-identity routes. */
 export function registerManagedIdentityRoutes(app: Hono, core: EmulatorCore): void {
+  /** A GET source: its contract checked, then `handler` with the query and the resource. */
+  const serve = (
+    source: MiSource,
+    handler: (r: Incoming, q: URLSearchParams, resource: string) => Promise<Response>,
+  ) =>
+    app.get(
+      source.path,
+      route(
+        core,
+        source.name,
+        guarded(source.fail, (r) => {
+          const q = requireMiQuery(r, source, core.settings.managedIdentity.secret)
+          return handler(r, q, requireParam(q, 'resource', source.resource))
+        }),
+      ),
+    )
+
   // IMDS (Azure VMs, VM scale sets, AKS pod identity)
-  app.get(
-    MI_PATHS.imds,
-    route(
-      core,
-      'mi.imds',
-      guarded(oauthFail, async (r) => {
-        const q = r.url.searchParams
-        if (!metadataHeader(r)) {
-          throw new MiError(400, 'invalid_request', 'Required metadata header not specified')
-        }
-        const v = q.get('api-version')
-        if (!v) {
-          throw new MiError(
-            400,
-            'invalid_request',
-            "Required query variable 'api-version' is missing",
-          )
-        }
-        if (!apiVersionAtLeast(v, '2018-02-01')) {
-          throw new MiError(400, 'invalid_request', `Invalid api-version '${v}'`)
-        }
-        const resource = q.get('resource')
-        if (!resource) {
-          throw new MiError(400, 'invalid_request', "Required query variable 'resource' is missing")
-        }
-        const sel = selector(q, {
-          clientId: 'client_id',
-          objectId: 'object_id',
-          resourceId: 'msi_res_id',
-        })
-        const identity = resolveIdentity(core, sel, 'Identity not found')
-        const m = await mint(core, r, identity, resource)
-        return json(imdsShape(m, resource, identity.clientId))
-      }),
-    ),
-  )
+  serve(SOURCES.imds, async (r, q, resource) => {
+    const sel = selector(q, {
+      clientId: 'client_id',
+      objectId: 'object_id',
+      resourceId: 'msi_res_id',
+    })
+    const identity = resolveIdentity(core, sel, 'Identity not found')
+    const m = await mint(core, r, identity, resource)
+    return json(imdsShape(m, resource, identity.clientId))
+  })
 
   // App Service / Functions / Container Apps, 2019-08-01
-  const appServiceFail = (e: MiError) =>
-    json({ statusCode: e.status, message: e.message, correlationId: crypto.randomUUID() }, e.status)
-  app.get(
-    MI_PATHS.appService,
-    route(
-      core,
-      'mi.app-service',
-      guarded(appServiceFail, async (r) => {
-        const q = r.url.searchParams
-        const header = r.request.headers.get('x-identity-header')
-        if (!header) {
-          throw new MiError(400, 'invalid_request', 'The X-IDENTITY-HEADER header is missing.')
-        }
-        if (!constantTimeEqual(header, core.settings.managedIdentity.secret)) {
-          throw new MiError(401, 'unauthorized', 'The X-IDENTITY-HEADER header is not valid.')
-        }
-        const v = q.get('api-version')
-        if (v !== '2019-08-01') {
-          throw new MiError(
-            400,
-            'invalid_request',
-            `The api-version '${v ?? ''}' is not supported. Use 2019-08-01.`,
-          )
-        }
-        const resource = q.get('resource')
-        if (!resource) {
-          throw new MiError(400, 'invalid_request', "The 'resource' query parameter is required.")
-        }
-        const sel = selector(q, {
-          clientId: 'client_id',
-          objectId: 'object_id',
-          resourceId: 'mi_res_id',
-        })
-        const identity = resolveIdentity(core, sel, 'Unable to load the proper Managed Identity.')
-        const m = await mint(core, r, identity, resource)
-        return json({
-          access_token: m.token,
-          expires_on: String(m.exp),
-          resource,
-          token_type: 'Bearer',
-          client_id: identity.clientId,
-        })
-      }),
-    ),
-  )
+  serve(SOURCES.appService, async (r, q, resource) => {
+    const sel = selector(q, MI_RES_ID_SELECTORS)
+    const identity = resolveIdentity(core, sel, 'Unable to load the proper Managed Identity.')
+    const m = await mint(core, r, identity, resource)
+    return json({
+      access_token: m.token,
+      expires_on: String(m.exp),
+      resource,
+      token_type: 'Bearer',
+      client_id: identity.clientId,
+    })
+  })
 
   // Azure ML compute / App Service 2017-09-01
-  app.get(
-    MI_PATHS.azureml,
-    route(
+  serve(SOURCES.azureml, async (r, q, resource) => {
+    const identity = resolveIdentity(
       core,
-      'mi.azureml',
-      guarded(oauthFail, async (r) => {
-        const q = r.url.searchParams
-        const secret = r.request.headers.get('secret')
-        if (!secret || !constantTimeEqual(secret, core.settings.managedIdentity.secret)) {
-          throw new MiError(401, 'invalid_client', "The 'secret' header is missing or not valid.")
-        }
-        const v = q.get('api-version')
-        if (v !== '2017-09-01') {
-          throw new MiError(
-            400,
-            'invalid_request',
-            `The api-version '${v ?? ''}' is not supported. Use 2017-09-01.`,
-          )
-        }
-        const resource = q.get('resource')
-        if (!resource) {
-          throw new MiError(400, 'invalid_request', "Required query variable 'resource' is missing")
-        }
-        const sel = selector(q, { clientId: 'clientid' })
-        const identity = resolveIdentity(core, sel, 'Identity not found')
-        const m = await mint(core, r, identity, resource)
-        const format = core.settings.managedIdentity.azuremlExpiresOnFormat
-        const expiresOn = format === 'epoch'
-          ? m.exp
-          : format === 'date12h'
-          ? usDate12(m.exp * 1000)
-          : usDate24(m.exp * 1000)
-        return json({
-          access_token: m.token,
-          expires_on: expiresOn,
-          resource,
-          token_type: 'Bearer',
-          client_id: identity.clientId,
-        })
-      }),
-    ),
-  )
+      selector(q, { clientId: 'clientid' }),
+      'Identity not found',
+    )
+    const m = await mint(core, r, identity, resource)
+    const format = core.settings.managedIdentity.azuremlExpiresOnFormat
+    const expiresOn = format === 'epoch'
+      ? m.exp
+      : format === 'date12h'
+      ? usDate12(m.exp * 1000)
+      : usDate24(m.exp * 1000)
+    return json({
+      access_token: m.token,
+      expires_on: expiresOn,
+      resource,
+      token_type: 'Bearer',
+      client_id: identity.clientId,
+    })
+  })
 
   // Cloud Shell: the signed-in user's token
   app.post(
@@ -285,38 +290,20 @@ export function registerManagedIdentityRoutes(app: Hono, core: EmulatorCore): vo
       core,
       'mi.cloud-shell',
       guarded(oauthFail, async (r) => {
-        if (!metadataHeader(r)) {
-          throw new MiError(400, 'invalid_request', 'Required metadata header not specified')
-        }
-        const q = new URLSearchParams([...r.url.searchParams, ...r.form])
-        if (q.get('client_id') || q.get('object_id') || q.get('msi_res_id') || q.get('mi_res_id')) {
-          throw new MiError(
-            400,
-            'invalid_request',
-            'User assigned identities are not supported in Cloud Shell',
-          )
-        }
-        const resource = r.form.get('resource')
-        if (!resource) {
-          throw new MiError(400, 'invalid_request', "Required form field 'resource' is missing")
-        }
+        requireMiQuery(r, { metadata: true }, core.settings.managedIdentity.secret)
+        rejectUserAssigned(
+          new URLSearchParams([...r.url.searchParams, ...r.form]),
+          'User assigned identities are not supported in Cloud Shell',
+        )
+        const resource = requireParam(r.form, 'resource', [
+          400,
+          'invalid_request',
+          "Required form field 'resource' is missing",
+        ])
         const user = core.defaultUser()
         if (!user) throw new MiError(400, 'invalid_request', 'No user is signed in to Cloud Shell')
-        const known = core.findResource(resource)
-        if (!known) {
-          throw new MiError(
-            400,
-            'invalid_resource',
-            `AADSTS500011: The resource principal named ${resource} was not found in the tenant named ${
-              core.tenants.get(user.tenantId)?.displayName ?? user.tenantId
-            }.`,
-          )
-        }
-        const minted = await mintAccessToken(core, {
-          origin: r.origin,
+        const m = await mintFor(core, r, resource, {
           tenantId: user.tenantId,
-          audience: resource,
-          version: known.tokenVersion,
           lifetimeSeconds: core.settings.tokenLifetimeSeconds,
           principal: {
             kind: 'user',
@@ -325,150 +312,57 @@ export function registerManagedIdentityRoutes(app: Hono, core: EmulatorCore): vo
             scp: 'user_impersonation',
             acr: '0',
           },
-        })
-        const m = { ...minted, expiresIn: minted.exp - Math.floor(core.now() / 1000) }
+        }, '')
         return json(imdsShape(m, resource, DEMO.publicClientId))
       }),
     ),
   )
 
   // Azure Arc (himds): challenge with a key file, then Basic auth with its contents
-  app.get(
-    MI_PATHS.arc,
-    route(
-      core,
-      'mi.arc',
-      guarded(oauthFail, async (r) => {
-        const q = r.url.searchParams
-        if (!metadataHeader(r)) {
-          throw new MiError(400, 'invalid_request', 'Required metadata header not specified')
-        }
-        const v = q.get('api-version')
-        if (!v) {
-          throw new MiError(
-            400,
-            'invalid_request',
-            "Required query variable 'api-version' is missing",
-          )
-        }
-        if (!apiVersionAtLeast(v, '2020-06-01')) {
-          throw new MiError(400, 'invalid_request', `Invalid api-version '${v}'`)
-        }
-        const resource = q.get('resource')
-        if (!resource) {
-          throw new MiError(400, 'invalid_request', "Required query variable 'resource' is missing")
-        }
-        if (q.get('client_id') || q.get('object_id') || q.get('msi_res_id') || q.get('mi_res_id')) {
-          throw new MiError(
-            400,
-            'invalid_request',
-            'User assigned identities are not supported by Azure Arc. Remove client_id, object_id and msi_res_id.',
-          )
-        }
-        const auth = r.request.headers.get('authorization')
-        if (!auth) {
-          const dir = core.settings.managedIdentity.arcKeyDir.replace(/[\\/]+$/, '')
-          const sep = dir.includes('\\') && !dir.includes('/') ? '\\' : '/'
-          const path = `${dir}${sep}${crypto.randomUUID()}.key`
-          const key = randomHex(32)
-          await core.writeKeyFile(path, key)
-          core.arcKeys.set(path, { key, expiresAt: core.now() + 600_000 })
-          core.sweep()
-          return json(
-            { error: 'unauthorized_client', error_description: 'Authorization header is missing.' },
-            401,
-            { 'www-authenticate': `Basic realm=${path}` },
-          )
-        }
-        const m = /^basic\s+(.+)$/i.exec(auth.trim())
-        const presented = m?.[1]?.trim() ?? ''
-        const now = core.now()
-        let ok = false
-        for (const k of core.arcKeys.values()) {
-          if (k.expiresAt >= now && constantTimeEqual(k.key, presented)) ok = true
-        }
-        if (!ok) {
-          throw new MiError(401, 'unauthorized_client', 'The Authorization key is not valid.')
-        }
-        const identity = core.systemIdentity()
-        if (!identity) throw new MiError(400, 'invalid_request', 'Identity not found')
-        const minted = await mint(core, r, identity, resource)
-        return json(imdsShape(minted, resource, identity.clientId))
-      }),
-    ),
-  )
+  serve(SOURCES.arc, async (r, q, resource) => {
+    rejectUserAssigned(
+      q,
+      'User assigned identities are not supported by Azure Arc. Remove client_id, object_id and msi_res_id.',
+    )
+    const auth = r.request.headers.get('authorization')
+    if (!auth) {
+      const dir = core.settings.managedIdentity.arcKeyDir.replace(/[\\/]+$/, '')
+      const sep = dir.includes('\\') && !dir.includes('/') ? '\\' : '/'
+      const path = `${dir}${sep}${crypto.randomUUID()}.key`
+      const key = randomHex(32)
+      await core.writeKeyFile(path, key)
+      core.arcKeys.set(path, { key, expiresAt: core.now() + 600_000 })
+      core.sweep()
+      return json(
+        { error: 'unauthorized_client', error_description: 'Authorization header is missing.' },
+        401,
+        { 'www-authenticate': `Basic realm=${path}` },
+      )
+    }
+    const m = /^basic\s+(.+)$/i.exec(auth.trim())
+    const presented = m?.[1]?.trim() ?? ''
+    const now = core.now()
+    let ok = false
+    for (const k of core.arcKeys.values()) {
+      if (k.expiresAt >= now && constantTimeEqual(k.key, presented)) ok = true
+    }
+    if (!ok) {
+      throw new MiError(401, 'unauthorized_client', 'The Authorization key is not valid.')
+    }
+    const identity = core.systemIdentity()
+    if (!identity) throw new MiError(400, 'invalid_request', 'Identity not found')
+    const minted = await mint(core, r, identity, resource)
+    return json(imdsShape(minted, resource, identity.clientId))
+  })
 
   // Service Fabric, 2019-07-01-preview
-  const sfFail = (e: MiError) =>
-    json(
-      { error: { correlationId: crypto.randomUUID(), code: e.code, message: e.message } },
-      e.status,
+  serve(SOURCES.serviceFabric, async (r, q, resource) => {
+    const sel = await recoded('InvalidParameter', () => selector(q, MI_RES_ID_SELECTORS))
+    const identity = await recoded(
+      'ManagedIdentityNotFound',
+      () => resolveIdentity(core, sel, 'The managed identity was not found.'),
     )
-  app.get(
-    MI_PATHS.serviceFabric,
-    route(
-      core,
-      'mi.service-fabric',
-      guarded(sfFail, async (r) => {
-        const q = r.url.searchParams
-        const secret = r.request.headers.get('secret')
-        if (!secret) {
-          throw new MiError(
-            400,
-            'SecretHeaderNotFound',
-            'Secret is not found in the request headers.',
-          )
-        }
-        if (!constantTimeEqual(secret, core.settings.managedIdentity.secret)) {
-          throw new MiError(
-            401,
-            'SecretHeaderMismatch',
-            'The secret in the request headers is not valid.',
-          )
-        }
-        const v = q.get('api-version')
-        if (v !== '2019-07-01-preview') {
-          throw new MiError(
-            400,
-            'InvalidApiVersion',
-            `The api-version '${v ?? ''}' is not supported. Use 2019-07-01-preview.`,
-          )
-        }
-        const resource = q.get('resource')
-        if (!resource) {
-          throw new MiError(
-            400,
-            'ArgumentNullOrEmpty',
-            "The parameter 'resource' is null or empty.",
-          )
-        }
-        let sel: Selector
-        try {
-          sel = selector(q, {
-            clientId: 'client_id',
-            objectId: 'object_id',
-            resourceId: 'mi_res_id',
-          })
-        } catch (e) {
-          if (e instanceof MiError) throw new MiError(400, 'InvalidParameter', e.message)
-          throw e
-        }
-        let identity: Identity
-        try {
-          identity = resolveIdentity(core, sel, 'The managed identity was not found.')
-        } catch (e) {
-          if (e instanceof MiError) throw new MiError(400, 'ManagedIdentityNotFound', e.message)
-          throw e
-        }
-        let m
-        try {
-          m = await mint(core, r, identity, resource)
-        } catch (e) {
-          if (e instanceof MiError) throw new MiError(400, 'InvalidResource', e.message)
-          throw e
-        }
-        return json({ token_type: 'Bearer', access_token: m.token, expires_on: m.exp, resource })
-      }),
-    ),
-  )
+    const m = await recoded('InvalidResource', () => mint(core, r, identity, resource))
+    return json({ token_type: 'Bearer', access_token: m.token, expires_on: m.exp, resource })
+  })
 }

@@ -21,16 +21,17 @@ function amlError(status: number, code: string, message: string): Response {
   )
 }
 
+/** The parameters of a refresh route. */
+type RunPath =
+  & { sub: string; rg: string; ws: string; runId: string }
+  & ({ experimentName: string } | { experimentId: string })
+
 const same = (a: unknown, b: string) => typeof a === 'string' && a.toLowerCase() === b.toLowerCase()
 
 async function refresh(
   core: EmulatorCore,
   r: Incoming,
-  path:
-    & { sub: string; rg: string; ws: string; runId: string }
-    & (
-      { experimentName: string } | { experimentId: string }
-    ),
+  path: RunPath,
 ): Promise<Response> {
   const header = r.request.headers.get('authorization')
   const m = header ? /^bearer\s+(\S+)$/i.exec(header.trim()) : null
@@ -65,28 +66,13 @@ async function refresh(
   return json({ token: minted.token, expiryTimeUtc: minted.expiryTimeUtc })
 }
 
-/** Registers the run-history routes. */
+/** Registers the run-history routes (by experiment name and by experiment id). */
 export function registerRunHistoryRoutes(app: Hono, core: EmulatorCore): void {
-  app.get(
-    `${PREFIX}/experiments/:experimentName/runs/:runId/token`,
-    route(core, 'run-history.token', (c, r) =>
-      refresh(core, r, {
-        sub: c.req.param('sub')!,
-        rg: c.req.param('rg')!,
-        ws: c.req.param('ws')!,
-        experimentName: c.req.param('experimentName')!,
-        runId: c.req.param('runId')!,
-      })),
-  )
-  app.get(
-    `${PREFIX}/experimentids/:experimentId/runs/:runId/token`,
-    route(core, 'run-history.token', (c, r) =>
-      refresh(core, r, {
-        sub: c.req.param('sub')!,
-        rg: c.req.param('rg')!,
-        ws: c.req.param('ws')!,
-        experimentId: c.req.param('experimentId')!,
-        runId: c.req.param('runId')!,
-      })),
-  )
+  for (const experiment of ['experiments/:experimentName', 'experimentids/:experimentId']) {
+    app.get(
+      `${PREFIX}/${experiment}/runs/:runId/token`,
+      // The route's parameters: sub, rg, ws, runId and one of experimentName and experimentId.
+      route(core, 'run-history.token', (c, r) => refresh(core, r, c.req.param() as RunPath)),
+    )
+  }
 }

@@ -21,6 +21,7 @@
 import { Hono } from 'hono'
 import type { Context } from 'hono'
 import type { FetchLike } from '../../../src/http.ts'
+import { _runScopeKey } from '../../../src/credentials/azureml_token.ts'
 import { type Caller, type CallerAuthenticator, createCallerAuthenticator } from './caller_auth.ts'
 import { type Bindings, type BrokerConfig, type KVNamespaceLike, loadConfig } from './env.ts'
 import {
@@ -603,13 +604,7 @@ function tooLarge(max: number): BrokerError {
 }
 
 function runLabel(s: RunScope): string {
-  return [
-    s.subscriptionId,
-    s.resourceGroupName,
-    s.workspaceName,
-    s.experimentId ?? s.experimentName,
-    s.runId,
-  ].join('/')
+  return _runScopeKey(s, '/')
 }
 
 /** The Workers entry point: `export default app`, configured by the worker's bindings. */

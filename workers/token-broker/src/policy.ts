@@ -16,26 +16,17 @@
  *
  * @module
  */
+import { _RUN_SCOPE_FIELDS, type AzureMLRunScope } from '../../../src/credentials/azureml_token.ts'
 import { ConfigError } from './errors.ts'
 
 /** Who a caller is, as the policy sees it. */
 export type CallerRef = { apiKey: string } | { issuer: string; subject: string }
 
-/** One run scope: the run a run token is for. */
-export interface RunScope {
-  /** Subscription GUID. */
-  subscriptionId: string
-  /** Resource group. */
-  resourceGroupName: string
-  /** Workspace. */
-  workspaceName: string
-  /** Experiment name (at least one of name and id). */
-  experimentName?: string
-  /** Experiment id (GUID). */
-  experimentId?: string
-  /** Run id. */
-  runId: string
-}
+/**
+ * One run scope: the run a run token is for. The library's `AzureMLRunScope`, except that the
+ * experiment name is optional (at least one of name and id).
+ */
+export type RunScope = Omit<AzureMLRunScope, 'experimentName'> & { experimentName?: string }
 
 type Matcher = (value: string | undefined) => boolean
 
@@ -90,14 +81,6 @@ const RULE_KEYS = new Set([
   'scopes',
   'runTokens',
 ])
-const RUN_FIELDS = [
-  'subscriptionId',
-  'resourceGroupName',
-  'workspaceName',
-  'experimentName',
-  'experimentId',
-  'runId',
-] as const
 const REQUIRED_RUN_FIELDS = ['subscriptionId', 'resourceGroupName', 'workspaceName']
 
 /**
@@ -134,12 +117,12 @@ function runPattern(value: unknown, where: string): RunPattern {
   }
   const v = value as Record<string, unknown>
   for (const k of Object.keys(v)) {
-    if (!(RUN_FIELDS as readonly string[]).includes(k)) {
-      fail(where, `has an unknown field "${k}" (allowed: ${RUN_FIELDS.join(', ')})`)
+    if (!(_RUN_SCOPE_FIELDS as readonly string[]).includes(k)) {
+      fail(where, `has an unknown field "${k}" (allowed: ${_RUN_SCOPE_FIELDS.join(', ')})`)
     }
   }
   const fields = {} as Record<keyof RunScope, Matcher>
-  for (const f of RUN_FIELDS) {
+  for (const f of _RUN_SCOPE_FIELDS) {
     const p = v[f]
     if (p === undefined) {
       if (REQUIRED_RUN_FIELDS.includes(f)) {
@@ -260,5 +243,5 @@ export function grantFor(policy: Policy, caller: CallerRef): Grant {
  * @returns true when some pattern matches every field
  */
 export function permitsRun(grant: Grant, scope: RunScope): boolean {
-  return grant.runTokens.some((p) => RUN_FIELDS.every((f) => p.fields[f](scope[f])))
+  return grant.runTokens.some((p) => _RUN_SCOPE_FIELDS.every((f) => p.fields[f](scope[f])))
 }
