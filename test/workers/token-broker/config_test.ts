@@ -354,12 +354,15 @@ Deno.test('grantFor() is default deny and unions every matching rule', () => {
   )
   assertEquals(grantFor(policy, { issuer: 'https://evil', subject: 'exact' }).rules, [])
   const exact = grantFor(policy, { issuer: ISSUER, subject: 'exact' })
-  const run = { ...RUN, resourceGroupName: 'ml-prod', workspaceName: 'ws' }
+  // The pattern pins the experiment by name only: a request may not add an unchecked id.
+  const { experimentId: _id, ...byName } = RUN
+  const run = { ...byName, resourceGroupName: 'ml-prod', workspaceName: 'ws' }
   assert(permitsRun(exact, run))
+  assert(!permitsRun(exact, { ...run, experimentId: RUN.experimentId }))
   assert(!permitsRun(exact, { ...run, resourceGroupName: 'prod' }))
   assert(!permitsRun(exact, { ...run, experimentName: 'eval' }))
   // A pattern naming the experiment cannot match a request that only gives its id.
-  const { experimentName: _n, ...byId } = run
+  const { experimentName: _n, ...byId } = { ...run, experimentId: RUN.experimentId }
   assert(!permitsRun(exact, byId))
   assert(!permitsRun(ci, run))
 })

@@ -153,6 +153,7 @@ class JwksUnavailable extends Error {
 }
 
 const MAX_TOKEN = 16_384
+const JWKS_FAILURE_COOLDOWN_MS = 10_000
 const enc = new TextEncoder()
 
 /** Constant-time comparison of two equal-length digests. */
@@ -175,14 +176,32 @@ export function createCallerAuthenticator(
   options: CallerAuthOptions,
 ): CallerAuthenticator {
   const sets = new Map<string, ReturnType<typeof createRemoteJWKSet>>()
+  // When an issuer's JWKS cannot be fetched, later tokens of that issuer are refused at once for
+  // a few seconds: otherwise every forged token naming a trusted `iss` would cost one outbound
+  // request (jose neither caches failures nor, on Workers, shares an in-flight fetch).
+  const failedAt = new Map<string, number>()
   const jwksFor = (issuer: CallerIssuerConfig) => {
     let set = sets.get(issuer.issuer)
     if (set === undefined) {
+      const base: FetchImplementation = options.fetch ?? ((url, init) => fetch(url, init))
+      // Only a failed fetch (network, timeout, non-200) starts the failure cool-down: nothing a
+      // token says (kid, alg) can make the issuer look unavailable to the other callers.
+      const recording: FetchImplementation = async (url, init) => {
+        let res: Response
+        try {
+          res = await base(url, init)
+        } catch (e) {
+          failedAt.set(issuer.issuer, options.now())
+          throw e
+        }
+        if (res.status !== 200) failedAt.set(issuer.issuer, options.now())
+        return res
+      }
       set = createRemoteJWKSet(new URL(issuer.jwksUrl), {
         cacheMaxAge: 10 * 60_000,
         cooldownDuration: 30_000,
         timeoutDuration: 5_000,
-        ...(options.fetch ? { [customFetch]: options.fetch } : {}),
+        [customFetch]: recording,
       })
       sets.set(issuer.issuer, set)
     }
@@ -210,6 +229,15 @@ export function createCallerAuthenticator(
     }
     const set = jwksFor(issuer)
     const key = async (h: JWTHeaderParameters, t: Parameters<typeof set>[1]) => {
+      // Keys cached and fresh are used as usual; without them, a recent failed fetch answers at
+      // once instead of fetching again.
+      const last = failedAt.get(issuer.issuer)
+      if (
+        !set.fresh && last !== undefined &&
+        Math.abs(options.now() - last) < JWKS_FAILURE_COOLDOWN_MS
+      ) {
+        throw new JwksUnavailable()
+      }
       try {
         return await set(h, t)
       } catch (e) {

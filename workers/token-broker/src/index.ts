@@ -41,6 +41,7 @@ import {
   jwks,
   mintRunToken,
   parseRunScope,
+  type RunTokenClaims,
   type RunTokenSettings,
   verifyRunToken,
 } from './run_tokens.ts'
@@ -244,17 +245,22 @@ export function createApp(options: BrokerOptions = {}): BrokerApp {
     }
   }
 
+  /** Counts a failed authentication (a 401) against the client address, then rethrows it. */
+  const failed = async (c: Ctx, state: State, e: unknown): Promise<never> => {
+    if (e instanceof BrokerError && e.status === 401) {
+      const ip = c.req.header('cf-connecting-ip') ?? 'unknown'
+      await limit(c, state, 'auth-failures:' + ip.slice(0, 64))
+    }
+    throw e
+  }
+
   /** Authenticates the caller; failures count against the client address. */
   const authenticate = async (c: Ctx, state: State): Promise<Caller> => {
     let caller: Caller
     try {
       caller = await state.authenticate(c.req.raw.headers)
     } catch (e) {
-      if (e instanceof BrokerError && e.status === 401) {
-        const ip = c.req.header('cf-connecting-ip') ?? 'unknown'
-        await limit(c, state, 'auth-failures:' + ip.slice(0, 64))
-      }
-      throw e
+      return await failed(c, state, e)
     }
     c.set('caller', caller.id)
     await limit(c, state, caller.id)
@@ -514,12 +520,18 @@ export function createApp(options: BrokerOptions = {}): BrokerApp {
   const refresh = (route: string) => async (c: Ctx) => {
     c.set('route', route)
     const state = await stateOf(c)
-    const m = /^\s*bearer\s+(\S+)\s*$/i.exec(c.req.header('authorization') ?? '')
-    if (m === null) {
-      throw unauthorized('Send the current run token as Authorization: Bearer <token>', 'missing')
-    }
     const t = now()
-    const claims = await verifyRunToken(m[1]!, state.run, t)
+    let claims: RunTokenClaims
+    try {
+      const m = /^\s*bearer\s+(\S+)\s*$/i.exec(c.req.header('authorization') ?? '')
+      if (m === null) {
+        throw unauthorized('Send the current run token as Authorization: Bearer <token>', 'missing')
+      }
+      claims = await verifyRunToken(m[1]!, state.run, t)
+    } catch (e) {
+      // Failed refreshes count against the client address, like failed caller authentications.
+      return await failed(c, state, e)
+    }
     c.set('caller', 'run:' + runLabel(claims.scope))
     const p = c.req.param() as Record<string, string>
     const s = claims.scope

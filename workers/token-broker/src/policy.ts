@@ -86,17 +86,41 @@ const REQUIRED_RUN_FIELDS = ['subscriptionId', 'resourceGroupName', 'workspaceNa
 /**
  * A matcher for an exact string or a glob where `*` matches any run of characters.
  *
+ * Matching is linear-time in practice (O(pattern × value) at worst): subjects and run-scope
+ * fields come from callers, so a backtracking regular expression over a pattern with several `*`
+ * would let one request burn seconds of CPU.
+ *
  * @param pattern the pattern
  * @returns a predicate
  */
 export function glob(pattern: string): (s: string) => boolean {
   if (!pattern.includes('*')) return (s) => s === pattern
-  if (pattern === '*') return () => true
-  const source = pattern.split('*').map((p) => p.replace(/[.+?^${}()|[\]\\/-]/g, '\\$&')).join(
-    '[\\s\\S]*',
-  )
-  const re = new RegExp(`^${source}$`)
-  return (s) => re.test(s)
+  if (/^\*+$/.test(pattern)) return () => true
+  return (s) => _wildcard(pattern, s)
+}
+
+/** Greedy `*`-only wildcard matching that backtracks to the last star only. */
+function _wildcard(pattern: string, s: string): boolean {
+  let p = 0
+  let i = 0
+  let star = -1
+  let mark = 0
+  while (i < s.length) {
+    if (p < pattern.length && pattern[p] === '*') {
+      star = p++
+      mark = i
+    } else if (p < pattern.length && pattern[p] === s[i]) {
+      p++
+      i++
+    } else if (star !== -1) {
+      p = star + 1
+      i = ++mark
+    } else {
+      return false
+    }
+  }
+  while (p < pattern.length && pattern[p] === '*') p++
+  return p === pattern.length
 }
 
 function fail(where: string, message: string): never {
@@ -138,6 +162,16 @@ function runPattern(value: unknown, where: string): RunPattern {
     // A field the request leaves out only matches "*" (e.g. experimentName when only the id is
     // given): a pattern that names a value cannot be checked against a missing one.
     fields[f] = p === '*' ? () => true : (s) => s !== undefined && m(s)
+  }
+  // A pattern that pins one experiment field and leaves the other out must not let a request
+  // name an arbitrary value for the other: the broker cannot tell whether an experiment id
+  // belongs to an experiment name, and the token's subject and refresh route use the id.
+  const pins = (f: 'experimentName' | 'experimentId') => v[f] !== undefined && v[f] !== '*'
+  if (pins('experimentName') && v.experimentId === undefined) {
+    fields.experimentId = (s) => s === undefined
+  }
+  if (pins('experimentId') && v.experimentName === undefined) {
+    fields.experimentName = (s) => s === undefined
   }
   return { fields }
 }

@@ -237,7 +237,8 @@ export function parseRunScope(value: unknown, extra: readonly string[] = []): Ru
   }
   const v = value as Record<string, unknown>
   for (const k of Object.keys(v)) {
-    if (!(k in SCOPE_RULES) && !extra.includes(k)) {
+    // Own keys only: `in` would also accept `constructor`, `toString` or `__proto__`.
+    if (!Object.hasOwn(SCOPE_RULES, k) && !extra.includes(k)) {
       throw new BrokerError(400, 'invalid_request', `Unknown field "${k.slice(0, 40)}"`)
     }
   }
