@@ -15,11 +15,16 @@
  * @module
  */
 // deno-lint-ignore-file no-console
-import process from 'node:process'
 import { Miniflare } from 'miniflare'
 import { exportJWK, generateKeyPair } from 'jose'
 import { DEMO, type RunningEmulator, startEmulator } from '../emulator/serve.ts'
 import { bundleBroker, readWranglerConfig, REPO_ROOT } from './build.ts'
+
+/** The part of Node's `process` that Miniflare's signal hooks live on. */
+interface SignalHooks {
+  listeners(signal: string): ((...args: unknown[]) => void)[]
+  removeListener(signal: string, listener: (...args: unknown[]) => void): void
+}
 
 /** Options of {@linkcode startBrokerInWorkerd}. */
 export interface WorkerdBrokerOptions {
@@ -79,7 +84,9 @@ export async function startBrokerInWorkerd(o: WorkerdBrokerOptions): Promise<Wor
     : {}
   // Miniflare installs Node signal hooks that kill workerd and exit with 130; the callers of this
   // function (dev.ts, tests) stop it themselves and decide the exit code, so they are removed.
-  const before = new Set([...process.listeners('SIGINT'), ...process.listeners('SIGTERM')])
+  // Feature-detected: Deno (and Node) expose Miniflare's `process`; elsewhere there is nothing to undo.
+  const proc = (globalThis as { process?: SignalHooks }).process
+  const before = new Set(proc ? [...proc.listeners('SIGINT'), ...proc.listeners('SIGTERM')] : [])
   const mf = new Miniflare(
     {
       host: '127.0.0.1',
@@ -96,8 +103,8 @@ export async function startBrokerInWorkerd(o: WorkerdBrokerOptions): Promise<Wor
     throw e
   } finally {
     for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-      for (const l of process.listeners(signal)) {
-        if (!before.has(l)) process.removeListener(signal, l)
+      for (const l of proc?.listeners(signal) ?? []) {
+        if (!before.has(l)) proc?.removeListener(signal, l)
       }
     }
   }
