@@ -270,3 +270,33 @@ export function findLeak(texts: readonly string[], secrets: readonly string[]): 
   }
   return undefined
 }
+
+/**
+ * The upstream and caller fixtures every handler test starts from: a fake Entra, a caller issuer,
+ * an API key, a run-token key, a log sink, and the broker env wired to them.
+ */
+export async function brokerFixtures(
+  o: { policy?: unknown; extra?: Record<string, unknown> } = {},
+): Promise<{
+  entra: FakeEntra
+  issuer: FakeIssuer
+  key: { key: string; hash: string }
+  runKey: Awaited<ReturnType<typeof runSigningKey>>
+  log: ReturnType<typeof logSink>
+  env: ReturnType<typeof brokerEnv>
+}> {
+  const entra = fakeEntra()
+  const issuer = await fakeIssuer()
+  const key = await apiKey()
+  const runKey = await runSigningKey()
+  const log = logSink()
+  const env = brokerEnv({
+    authorityHost: entra.origin,
+    runKey: runKey.json,
+    apiKeyHash: key.hash,
+    issuer,
+    ...(o.policy !== undefined ? { policy: o.policy } : {}),
+    extra: { RATE_LIMIT_PER_MINUTE: '1000', ...o.extra },
+  })
+  return { entra, issuer, key, runKey, log, env }
+}

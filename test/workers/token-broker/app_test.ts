@@ -20,17 +20,13 @@ import {
 } from 'jose'
 import { createApp } from '../../../workers/token-broker/src/index.ts'
 import {
-  apiKey,
   BROKER_ISSUER,
-  brokerEnv,
+  brokerFixtures,
   CLIENT_ID,
   CLIENT_SECRET,
   defaultPolicy,
   EXPERIMENT_ID,
-  fakeEntra,
-  fakeIssuer,
   findLeak,
-  logSink,
   post,
   RUN,
   runSigningKey,
@@ -42,19 +38,7 @@ type Setup = Awaited<ReturnType<typeof setup>>
 async function setup(
   o: { extra?: Record<string, unknown>; policy?: unknown; now?: () => number } = {},
 ) {
-  const entra = fakeEntra()
-  const issuer = await fakeIssuer()
-  const key = await apiKey()
-  const runKey = await runSigningKey()
-  const log = logSink()
-  const env = brokerEnv({
-    authorityHost: entra.origin,
-    runKey: runKey.json,
-    apiKeyHash: key.hash,
-    issuer,
-    ...(o.policy !== undefined ? { policy: o.policy } : {}),
-    extra: { RATE_LIMIT_PER_MINUTE: '1000', ...o.extra },
-  })
+  const { entra, issuer, key, runKey, log, env } = await brokerFixtures(o)
   const app = createApp({ log: log.sink, ...(o.now ? { now: o.now } : {}) })
   const texts: string[] = []
   const request = async (path: string, init: RequestInit = {}, e = env) => {

@@ -8,33 +8,10 @@ import {
   permitsRun,
 } from '../../../workers/token-broker/src/policy.ts'
 import { serveLoopback } from '../../_fixtures/loopback.ts'
-import {
-  apiKey,
-  brokerEnv,
-  EXPERIMENT_ID,
-  fakeEntra,
-  fakeIssuer,
-  logSink,
-  post,
-  RUN,
-  runSigningKey,
-  SUB,
-} from './_helpers.ts'
+import { brokerFixtures, EXPERIMENT_ID, post, RUN, SUB } from './_helpers.ts'
 
 async function setup(o: { policy?: unknown; extra?: Record<string, unknown> } = {}) {
-  const entra = fakeEntra()
-  const issuer = await fakeIssuer()
-  const key = await apiKey()
-  const runKey = await runSigningKey()
-  const log = logSink()
-  const env = brokerEnv({
-    authorityHost: entra.origin,
-    runKey: runKey.json,
-    apiKeyHash: key.hash,
-    issuer,
-    ...(o.policy !== undefined ? { policy: o.policy } : {}),
-    extra: { RATE_LIMIT_PER_MINUTE: '1000', ...o.extra },
-  })
+  const { entra, issuer, key, log, env } = await brokerFixtures(o)
   let clock = Date.now()
   const app = createApp({ log: log.sink, now: () => clock })
   const request = async (path: string, init: RequestInit = {}, e: object = env) => {
