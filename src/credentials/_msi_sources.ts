@@ -1,9 +1,12 @@
-// Managed-identity sources (SPEC 3): detection from the environment, endpoint validation, one
-// request builder per source, the retry sets, and the Azure Arc key-file checks. Pure functions
-// without I/O: `MsiAuthentication` sends what they build through the one HTTP layer.
-import type { Env } from '../env.ts'
-import { _retryStandard, type RetryPredicate } from '../http.ts'
-import { _isLoopback } from '../_validate.ts'
+// Managed-identity sources (SPEC 3) as data: one table row per source (endpoint and secret
+// variables, secret header, api-version, id parameters), plus detection, endpoint validation, the
+// request builder, the IMDS retry set and the Azure Arc key-file steps. No I/O of their own:
+// `MsiAuthentication` sends what they build through the one HTTP layer, and the Arc key file is
+// read through the reader it is given.
+import type { Env, FileReader } from '../env.ts'
+import { AmlAuthError, CredentialUnavailableError } from '../errors.ts'
+import { _retryStandard, type HttpResponse, type RetryPredicate } from '../http.ts'
+import { _checkEndpoint, _isLoopback } from '../_validate.ts'
 
 /** Where a managed-identity token comes from (SPEC 3), in detection order last to first. */
 export type ManagedIdentitySource =
@@ -32,163 +35,118 @@ export interface _Identity {
   value: string
 }
 
-/** Every source, in detection order (first match wins). */
-export const _MSI_SOURCES: readonly ManagedIdentitySource[] = /* @__PURE__ */ Object.freeze([
-  'service-fabric',
-  'app-service',
-  'azure-arc',
-  'azure-ml',
-  'cloud-shell',
-  'imds',
-])
+/** The kinds of user-assigned id, in the order of {@linkcode _SourceSpec.ids}. */
+export const _ID_KINDS: readonly _IdKind[] = ['clientId', 'objectId', 'resourceId']
 
-/** What each source needs and accepts. */
+/** What each source needs and sends. */
 export interface _SourceSpec {
   /** Endpoint name for messages. */
   what: string
-  /** Environment variables that must all be set (non-empty) for the source. */
-  required: readonly string[]
-  /** The variable holding the endpoint URL (IMDS has a default host instead). */
-  endpointVar?: string
-  /** The variable holding the shared secret sent as a header, if any. */
-  secretVar?: string
-  /** Query parameter name for each supported kind of user-assigned id. */
-  idParams: Partial<Record<_IdKind, string>>
-  /** Why user-assigned ids are refused, for sources that take none or only some. */
-  idRefusal?: string
+  /**
+   * Environment variables that must all be set (non-empty) for the source: the endpoint URL
+   * first, then (for sources with a `header`) the secret. IMDS needs none.
+   */
+  vars: readonly string[]
+  /** The header the secret variable (`vars[1]`) is sent in, if any. */
+  header?: string
+  /** The `api-version` query parameter; none for Cloud Shell, which takes a form POST. */
+  api?: string
+  /** Query parameter of a user-assigned clientId, objectId, resourceId; missing: unsupported. */
+  ids?: readonly string[]
 }
 
-/** The table of SPEC 3 (read-only by type; a plain literal, so bundlers can drop it). */
+/**
+ * The table of SPEC 3, in detection order (first match wins; IMDS, needing nothing, matches
+ * last). Every source but App Service and Service Fabric (which authenticate with
+ * IDENTITY_HEADER alone) also sends `Metadata: true`.
+ */
 export const _SOURCE_SPECS: Readonly<Record<ManagedIdentitySource, _SourceSpec>> = {
   'service-fabric': {
     what: 'the Service Fabric managed identity endpoint',
-    required: ['IDENTITY_ENDPOINT', 'IDENTITY_HEADER', 'IDENTITY_SERVER_THUMBPRINT'],
-    endpointVar: 'IDENTITY_ENDPOINT',
-    secretVar: 'IDENTITY_HEADER',
-    idParams: { clientId: 'client_id', objectId: 'object_id', resourceId: 'mi_res_id' },
+    vars: ['IDENTITY_ENDPOINT', 'IDENTITY_HEADER', 'IDENTITY_SERVER_THUMBPRINT'],
+    header: 'secret',
+    api: '2019-07-01-preview',
+    ids: ['client_id', 'object_id', 'mi_res_id'],
   },
   'app-service': {
     what: 'the App Service managed identity endpoint',
-    required: ['IDENTITY_ENDPOINT', 'IDENTITY_HEADER'],
-    endpointVar: 'IDENTITY_ENDPOINT',
-    secretVar: 'IDENTITY_HEADER',
-    idParams: { clientId: 'client_id', objectId: 'object_id', resourceId: 'mi_res_id' },
+    vars: ['IDENTITY_ENDPOINT', 'IDENTITY_HEADER'],
+    header: 'X-IDENTITY-HEADER',
+    api: '2019-08-01',
+    ids: ['client_id', 'object_id', 'mi_res_id'],
   },
   'azure-arc': {
     what: 'the Azure Arc managed identity endpoint',
-    required: ['IDENTITY_ENDPOINT', 'IMDS_ENDPOINT'],
-    endpointVar: 'IDENTITY_ENDPOINT',
-    idParams: {},
-    idRefusal:
-      "Azure Arc serves only the machine's system-assigned identity; remove identityConfig",
+    vars: ['IDENTITY_ENDPOINT', 'IMDS_ENDPOINT'],
+    api: '2020-06-01',
   },
   'azure-ml': {
     what: 'the Azure ML managed identity endpoint',
-    required: ['MSI_ENDPOINT', 'MSI_SECRET'],
-    endpointVar: 'MSI_ENDPOINT',
-    secretVar: 'MSI_SECRET',
-    idParams: { clientId: 'clientid' },
-    idRefusal:
-      'the Azure ML / App Service 2017 endpoint (MSI_ENDPOINT + MSI_SECRET) accepts a user-assigned identity by clientId only',
+    vars: ['MSI_ENDPOINT', 'MSI_SECRET'],
+    header: 'secret',
+    api: '2017-09-01',
+    ids: ['clientid'],
   },
-  'cloud-shell': {
-    what: 'the Cloud Shell managed identity endpoint',
-    required: ['MSI_ENDPOINT'],
-    endpointVar: 'MSI_ENDPOINT',
-    idParams: {},
-    idRefusal: "Cloud Shell serves only the signed-in user's identity; remove identityConfig",
-  },
+  'cloud-shell': { what: 'the Cloud Shell managed identity endpoint', vars: ['MSI_ENDPOINT'] },
   imds: {
     what: 'the IMDS managed identity endpoint',
-    required: [],
-    idParams: { clientId: 'client_id', objectId: 'object_id', resourceId: 'msi_res_id' },
+    vars: [],
+    api: '2018-02-01',
+    ids: ['client_id', 'object_id', 'msi_res_id'],
   },
 }
 
-/** The IMDS host when `AZURE_POD_IDENTITY_AUTHORITY_HOST` is not set. */
-export const _IMDS_HOST = 'http://169.254.169.254'
-/** The IMDS token path. */
-export const _IMDS_PATH = '/metadata/identity/oauth2/token'
+/** Every source, in detection order (first match wins). */
+export const _MSI_SOURCES: readonly ManagedIdentitySource[] = /* @__PURE__ */ Object.keys(
+  _SOURCE_SPECS,
+) as ManagedIdentitySource[]
 
-const API_VERSIONS: Readonly<Record<ManagedIdentitySource, string | undefined>> = {
-  'service-fabric': '2019-07-01-preview',
-  'app-service': '2019-08-01',
-  'azure-arc': '2020-06-01',
-  'azure-ml': '2017-09-01',
-  'cloud-shell': undefined,
-  imds: '2018-02-01',
-}
+/** The IMDS host when `AZURE_POD_IDENTITY_AUTHORITY_HOST` is not set. */
+const IMDS_HOST = 'http://169.254.169.254'
+/** The IMDS token path. */
+const IMDS_PATH = '/metadata/identity/oauth2/token'
 
 function has(env: Env, name: string): boolean {
-  const v = env[name]
-  return typeof v === 'string' && v.trim() !== ''
+  return !!env[name]?.trim()
 }
 
 /** The source the environment points at (SPEC 3 order; IMDS when nothing else matches). */
 export function _detectSource(env: Env): ManagedIdentitySource {
-  for (const s of _MSI_SOURCES) {
-    const req = _SOURCE_SPECS[s].required
-    if (req.length > 0 && req.every((v) => has(env, v))) return s
-  }
-  return 'imds'
+  return _MSI_SOURCES.find((s) => _SOURCE_SPECS[s].vars.every((v) => has(env, v)))!
+}
+
+/** The query parameter of a user-assigned id for a source, or `undefined` if unsupported. */
+export function _idParam(source: ManagedIdentitySource, kind: _IdKind): string | undefined {
+  return _SOURCE_SPECS[source].ids?.[_ID_KINDS.indexOf(kind)]
 }
 
 /**
- * Why an endpoint URL is unacceptable, or `undefined` when it is fine: it must parse, carry no
- * user info, and use `https:`, or `http:` only on loopback or the IMDS address 169.254.169.254
- * (real managed-identity endpoints are plain http on those hosts).
+ * The endpoint of a source from the environment as `[url]`, or `[undefined, why]` when the
+ * source cannot be used. The URL must parse, carry no user info, and use `https:`, or `http:`
+ * only on loopback or the IMDS address 169.254.169.254 (real endpoints are plain http there).
  */
-export function _endpointProblem(value: string): string | undefined {
-  let url: URL
-  try {
-    url = new URL(value)
-  } catch {
-    return 'is not a valid URL'
-  }
-  if (url.username || url.password) return 'must not contain credentials'
-  if (url.protocol === 'https:') return undefined
-  if (
-    url.protocol === 'http:' && (_isLoopback(url.hostname) || url.hostname === '169.254.169.254')
-  ) {
-    return undefined
-  }
-  return 'must use https (plain http is accepted only for loopback hosts and 169.254.169.254)'
-}
-
-/** The endpoint of a source from the environment, or why the source cannot be used. */
 export function _resolveEndpoint(
   source: ManagedIdentitySource,
   env: Env,
-): { url: string } | { unavailable: string } {
-  const spec = _SOURCE_SPECS[source]
-  const missing = spec.required.filter((v) => !has(env, v))
-  if (missing.length > 0) {
-    return {
-      unavailable: `Managed identity source ${source} needs the environment variable${
-        missing.length > 1 ? 's' : ''
-      } ${missing.join(', ')}, which ${
-        missing.length > 1 ? 'are' : 'is'
-      } not set; run on a host that provides ${source} managed identity or pick another source`,
-    }
+): [url: string, why?: undefined] | [url: undefined, why: string] {
+  const vars = _SOURCE_SPECS[source].vars
+  const missing = vars.filter((v) => !has(env, v))
+  if (missing.length) {
+    return [undefined, `Set ${missing.join(', ')} for managed identity source ${source}`]
   }
-  let raw: string
-  let name: string
-  if (spec.endpointVar === undefined) {
-    name = 'AZURE_POD_IDENTITY_AUTHORITY_HOST'
-    const host = has(env, name) ? env[name]!.trim() : _IMDS_HOST
-    raw = host.replace(/\/+$/, '') + _IMDS_PATH
-  } else {
-    name = spec.endpointVar
-    raw = env[name]!.trim()
-  }
-  const problem = _endpointProblem(raw)
-  if (problem !== undefined) {
-    return { unavailable: `${name} ${problem}; fix the environment variable` }
+  const name = vars[0] ?? 'AZURE_POD_IDENTITY_AUTHORITY_HOST'
+  const raw = vars[0]
+    ? env[name]!.trim()
+    : (env[name]?.trim() || IMDS_HOST).replace(/\/+$/, '') + IMDS_PATH
+  try {
+    _checkEndpoint(raw, name, /^http:\/\/169\.254\.169\.254(?=[:/?#]|$)/i.test(raw))
+  } catch (e) {
+    return [undefined, (e as Error).message]
   }
   const url = new URL(raw)
   // The Arc agent listens on 127.0.0.1 only; `localhost` may resolve to ::1 first.
   if (source === 'azure-arc' && url.hostname === 'localhost') url.hostname = '127.0.0.1'
-  return { url: url.href }
+  return [url.href]
 }
 
 /** One managed-identity request, as data. */
@@ -210,61 +168,30 @@ export function _buildMsiRequest(
   id: _Identity | undefined,
   secret: string | undefined,
 ): _MsiRequest {
-  const url = new URL(endpoint)
+  const { vars, header, api } = _SOURCE_SPECS[source]
   const headers: Record<string, string> = {}
-  const idParam = id === undefined ? undefined : _SOURCE_SPECS[source].idParams[id.kind]
-  if (id !== undefined && idParam === undefined) {
-    throw new TypeError(`identityConfig.${id.kind} is not supported by ${source}`)
-  }
-  if (source === 'cloud-shell') {
-    headers['Metadata'] = 'true'
-    return { method: 'POST', url: url.href, headers, form: { resource } }
-  }
-  url.searchParams.set('api-version', API_VERSIONS[source]!)
+  if (header) headers[header] = secret ?? ''
+  if (vars[1] !== 'IDENTITY_HEADER') headers.Metadata = 'true'
+  if (!api) return { method: 'POST', url: endpoint, headers, form: { resource } }
+  const url = new URL(endpoint)
+  url.searchParams.set('api-version', api)
   url.searchParams.set('resource', resource)
-  if (id !== undefined) url.searchParams.set(idParam!, id.value)
-  switch (source) {
-    case 'service-fabric':
-      headers['secret'] = secret ?? ''
-      break
-    case 'app-service':
-      headers['X-IDENTITY-HEADER'] = secret ?? ''
-      break
-    case 'azure-ml':
-      headers['secret'] = secret ?? ''
-      headers['Metadata'] = 'true'
-      break
-    case 'azure-arc':
-    case 'imds':
-      headers['Metadata'] = 'true'
-      break
-  }
+  if (id) url.searchParams.set(_idParam(source, id.kind)!, id.value)
   return { method: 'GET', url: url.href, headers }
 }
 
 /** How long IMDS keeps answering 410 while it is updated: retry at least this long. */
 export const _IMDS_GONE_MS = 70_000
-/** A safety bound on 410 attempts, against a server asking for zero-delay retries. */
-const MAX_GONE_ATTEMPTS = 100
 
 /**
  * The IMDS retry set: 404 (identity not yet available), 408, 429 and 5xx while retries remain;
- * 410 (IMDS being updated) for at least 70 s since the first attempt, whatever the retry count.
+ * 410 (IMDS being updated) for at least 70 s since the first attempt, whatever the retry count
+ * (at most 100 attempts, against a server asking for zero-delay retries). Every other source
+ * uses {@linkcode _retryStandard}: 408, 429 and 5xx.
  */
 export function _retryImds(status: number, s: Parameters<RetryPredicate>[1]): boolean {
-  if (status === 410) return s.elapsedMs < _IMDS_GONE_MS && s.attempt < MAX_GONE_ATTEMPTS
-  return s.attempt <= s.maxRetries &&
-    (status === 404 || status === 408 || status === 429 || status >= 500)
-}
-
-/** Every other source: 408, 429 and 5xx while retries remain. */
-export function _retryManagedIdentity(status: number, s: Parameters<RetryPredicate>[1]): boolean {
-  return _retryStandard(status, s)
-}
-
-/** The retry set of a source. */
-export function _retryFor(source: ManagedIdentitySource): RetryPredicate {
-  return source === 'imds' ? _retryImds : _retryManagedIdentity
+  if (status === 410) return s.elapsedMs < _IMDS_GONE_MS && s.attempt < 100
+  return (status === 404 && s.attempt <= s.maxRetries) || _retryStandard(status, s)
 }
 
 /** The folders the Azure Arc agent writes its key files to. */
@@ -273,15 +200,10 @@ export const _ARC_KEY_DIRS: Readonly<{ linux: string; windows: string }> = {
   windows: 'C:\\ProgramData\\AzureConnectedMachineAgent\\Tokens',
 }
 
-/** Largest Azure Arc key file accepted, in bytes. */
-export const _ARC_KEY_MAX_BYTES = 4096
-
 /** The key-file path from an Arc challenge (`WWW-Authenticate: Basic realm=<path>`), if any. */
 export function _arcRealm(header: string | null): string | undefined {
-  if (header === null) return undefined
-  const m = /^\s*Basic\s+realm\s*=\s*(?:"([^"]*)"|(.*?))\s*$/i.exec(header)
-  const path = m?.[1] ?? m?.[2]
-  return path ? path : undefined
+  const m = /^\s*Basic\s+realm\s*=\s*(?:"([^"]*)"|(.*?))\s*$/i.exec(header ?? '')
+  return m?.[1] || m?.[2] || undefined
 }
 
 /**
@@ -291,23 +213,56 @@ export function _arcRealm(header: string | null): string | undefined {
  */
 export function _arcKeyPathProblem(path: string, dir?: string): string | undefined {
   // deno-lint-ignore no-control-regex
-  if (/[\u0000-\u001f]/.test(path)) return 'its path contains control characters'
-  const windows = /^[A-Za-z]:[\\/]/.test(path) || path.startsWith('\\\\')
-  const sep = windows ? /[\\/]/ : /\//
-  const parts = path.split(sep)
-  if (parts.some((p) => p === '.' || p === '..')) return 'its path contains . or .. segments'
-  const name = parts[parts.length - 1] ?? ''
-  if (!name.endsWith('.key') || name === '.key') return 'the file name does not end in .key'
-  const folder = parts.slice(0, -1).join(windows ? '\\' : '/')
-  const allowed = dir ?? (windows ? _ARC_KEY_DIRS.windows : _ARC_KEY_DIRS.linux)
-  const norm = (p: string) => {
-    const s = windows ? p.replace(/\//g, '\\').replace(/\\+$/, '') : p.replace(/\/+$/, '')
-    return windows ? s.toLowerCase() : s
+  if (/[\u0000-\u001f]/.test(path)) return 'its path holds control characters'
+  const windows = /^[A-Za-z]:[\\/]|^\\\\/.test(path)
+  const parts = path.split(windows ? /[\\/]/ : '/')
+  if (parts.some((p) => p === '.' || p === '..')) return 'its path has . or .. segments'
+  if (!/.\.key$/.test(parts.pop()!)) return 'its name does not end in .key'
+  const allowed = dir ?? _ARC_KEY_DIRS[windows ? 'windows' : 'linux']
+  const norm = (p: string) =>
+    windows ? p.replace(/\//g, '\\').replace(/\\+$/, '').toLowerCase() : p.replace(/\/+$/, '')
+  if (norm(parts.join(windows ? '\\' : '/')) !== norm(allowed)) {
+    return `it is not directly inside ${allowed}`
   }
-  if (norm(folder) !== norm(allowed)) {
-    return `it is not directly inside the agent's token folder ${allowed}`
+}
+
+/**
+ * Azure Arc's second step: the key from the file its 401 challenge names, read with `readFile`
+ * once the path passed {@linkcode _arcKeyPathProblem}. The key must be 1 to 4096 printable ASCII
+ * characters (it goes into a header).
+ *
+ * @throws {AmlAuthError} `ERR_RESPONSE_INVALID` for a missing challenge or a refused file;
+ * {CredentialUnavailableError} when the file cannot be read
+ */
+export async function _arcKey(
+  res: HttpResponse,
+  dir: string | undefined,
+  readFile: FileReader,
+): Promise<string> {
+  const path = _arcRealm(res.headers.get('www-authenticate'))
+  const problem = path === undefined
+    ? 'the 401 has no WWW-Authenticate: Basic realm=<file>'
+    : _arcKeyPathProblem(path, dir)
+  if (problem === undefined) {
+    let text: unknown
+    try {
+      text = await readFile(path!)
+    } catch (e) {
+      throw new CredentialUnavailableError(
+        'Cannot read the Azure Arc key file; run as a member of the himds group (Windows: as an administrator) or pass readFile',
+        { cause: e },
+      )
+    }
+    const key = typeof text === 'string' ? text.trim() : ''
+    if (/^[\x21-\x7e]{1,4096}$/.test(key)) return key
   }
-  return undefined
+  throw new AmlAuthError(
+    'ERR_RESPONSE_INVALID',
+    `Refused the Azure Arc key file: ${
+      problem ?? 'it must hold 1 to 4096 printable ASCII characters'
+    }; check IDENTITY_ENDPOINT and arcKeyDirectory`,
+    { status: 401 },
+  )
 }
 
 /** Whether a URL points at a loopback or link-local host (unreachable from Cloudflare Workers). */

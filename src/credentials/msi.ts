@@ -17,27 +17,29 @@ import {
 import { AmlAuthError, CredentialUnavailableError } from '../errors.ts'
 import {
   _httpContext,
+  _retryStandard,
   type FetchLike,
   type HttpResponse,
   type RetryOptions,
+  type RetryPredicate,
   sendRequest,
 } from '../http.ts'
 import { _authError, _parseTokenResponse, _refusal } from '../token_response.ts'
 import { _checkPositive, _GUID_RE } from '../_validate.ts'
 import { AbstractAuthentication, type CredentialOptions, type TokenRequest } from './abstract.ts'
 import {
-  _ARC_KEY_MAX_BYTES,
-  _arcKeyPathProblem,
-  _arcRealm,
+  _arcKey,
   _buildMsiRequest,
   _detectSource,
+  _ID_KINDS,
   type _Identity,
   type _IdKind,
+  _idParam,
   _isLocalEndpoint,
   _MSI_SOURCES,
   type _MsiRequest,
   _resolveEndpoint,
-  _retryFor,
+  _retryImds,
   _SOURCE_SPECS,
   type ManagedIdentityConfig,
   type ManagedIdentitySource,
@@ -73,17 +75,8 @@ export interface MsiAvailabilityOptions {
   signal?: AbortSignal
 }
 
-/** Total time bound of one IMDS token request: covers the 70 s of 410 retries plus a back-off. */
-const IMDS_TOTAL_MS = 100_000
-/** IMDS retries when the user gave no count (as @azure/identity). */
-const IMDS_MAX_RETRIES = 5
-const ID_KINDS: readonly _IdKind[] = ['clientId', 'objectId', 'resourceId']
-const PYTHON_NAMES: Record<string, string> = {
-  client_id: 'clientId',
-  object_id: 'objectId',
-  msi_res_id: 'resourceId',
-  mi_res_id: 'resourceId',
-}
+/** What `identityConfig` may hold, for messages. */
+const ONE_ID = 'one of clientId, objectId or resourceId'
 
 /**
  * A credential for the managed identity of the Azure host this code runs on. The source is
@@ -132,8 +125,16 @@ export class MsiAuthentication extends AbstractAuthentication {
   readonly #unavailable: string | undefined
   readonly #secret: string | undefined
   readonly #id: _Identity | undefined
+  /** `kind=value` of the identity, or `system-assigned`. */
+  readonly #idText: string
   readonly #explicitId: boolean
-  readonly #retry: Partial<RetryOptions> | undefined
+  /** The source's retry set and settings, for every request. */
+  readonly #sendOptions: {
+    what: string
+    retryOn: RetryPredicate
+    retryNetworkErrors: boolean
+    retry: Partial<RetryOptions>
+  }
   readonly #readFile: FileReader
   readonly #arcDir: string | undefined
 
@@ -146,43 +147,49 @@ export class MsiAuthentication extends AbstractAuthentication {
    */
   constructor(options: MsiAuthenticationOptions = {}) {
     super(options)
-    if (options.source !== undefined && !_MSI_SOURCES.includes(options.source)) {
+    const { source = _detectSource(this._env), readFile, arcKeyDirectory: dir } = options
+    if (!_MSI_SOURCES.includes(source)) {
       throw new TypeError(`source must be one of ${_MSI_SOURCES.join(', ')}`)
     }
-    if (options.readFile !== undefined && typeof options.readFile !== 'function') {
+    if (readFile !== undefined && typeof readFile !== 'function') {
       throw new TypeError('readFile must be a function (path) => Promise<string>')
     }
-    if (
-      options.arcKeyDirectory !== undefined &&
-      (typeof options.arcKeyDirectory !== 'string' || options.arcKeyDirectory.trim() === '')
-    ) {
+    if (dir !== undefined && (typeof dir !== 'string' || !dir.trim())) {
       throw new TypeError('arcKeyDirectory must be a non-empty path')
     }
-    const source = options.source ?? _detectSource(this._env)
     this.source = source
     const spec = _SOURCE_SPECS[source]
     const id = checkIdentityConfig(options.identityConfig)
-    if (id !== undefined && spec.idParams[id.kind] === undefined) {
+    if (id && !_idParam(source, id.kind)) {
       throw new TypeError(
-        `identityConfig.${id.kind} cannot be used with managed identity source ${source}: ${spec.idRefusal}`,
+        `identityConfig.${id.kind} is not supported by ${spec.what}; ${
+          spec.ids ? 'use clientId' : 'remove identityConfig'
+        }`,
       )
     }
-    this.#explicitId = id !== undefined
-    const defaultMl = this._env.DEFAULT_IDENTITY_CLIENT_ID?.trim()
-    this.#id = id ??
-      (source === 'azure-ml' && defaultMl ? { kind: 'clientId', value: defaultMl } : undefined)
-    const ep = _resolveEndpoint(source, this._env)
-    if ('url' in ep) this.#endpoint = ep.url
-    else this.#unavailable = ep.unavailable
-    this.#secret = spec.secretVar === undefined ? undefined : this._env[spec.secretVar]?.trim()
-    this.#readFile = options.readFile ?? defaultFileReader
-    this.#arcDir = options.arcKeyDirectory
-    this.#retry = source === 'imds'
-      ? {
-        maxRetries: options.retry?.maxRetries ?? IMDS_MAX_RETRIES,
-        totalTimeoutMs: options.retry?.totalTimeoutMs ?? IMDS_TOTAL_MS,
-      }
-      : undefined
+    this.#explicitId = !!id
+    const ml = this._env.DEFAULT_IDENTITY_CLIENT_ID?.trim()
+    const who = this.#id = id ??
+      (source === 'azure-ml' && ml ? { kind: 'clientId', value: ml } : undefined)
+    this.#idText = who ? `${who.kind}=${who.value}` : 'system-assigned'
+    ;[this.#endpoint, this.#unavailable] = _resolveEndpoint(source, this._env)
+    this.#secret = spec.header && this._env[spec.vars[1]!]?.trim()
+    this.#readFile = readFile ?? defaultFileReader
+    this.#arcDir = dir
+    const imds = source === 'imds'
+    this.#sendOptions = {
+      what: spec.what,
+      retryOn: imds ? _retryImds : _retryStandard,
+      // On IMDS a connection failure means "not on Azure", not "try again".
+      retryNetworkErrors: !imds,
+      // IMDS: 5 retries unless the user says otherwise, and 100 s for its 70 s of 410s.
+      retry: imds
+        ? {
+          maxRetries: options.retry?.maxRetries ?? 5,
+          totalTimeoutMs: options.retry?.totalTimeoutMs ?? 100_000,
+        }
+        : {},
+    }
   }
 
   /**
@@ -210,26 +217,20 @@ export class MsiAuthentication extends AbstractAuthentication {
     _checkPositive(options.timeoutMs, 'timeoutMs')
     const e = resolveEnv(env)
     const source = _detectSource(e)
-    const ep = _resolveEndpoint(source, e)
-    if (!('url' in ep)) return false
-    if (_isCloudflareWorkers() && _isLocalEndpoint(ep.url)) return false
+    const [url] = _resolveEndpoint(source, e)
+    if (!url || _workersRefusal(source, url)) return false
     if (source !== 'imds') return true
-    if (options.probe !== true) return Boolean(e.AZURE_POD_IDENTITY_AUTHORITY_HOST?.trim())
+    if (options.probe !== true) return !!e.AZURE_POD_IDENTITY_AUTHORITY_HOST?.trim()
     const ctx = _httpContext({
-      ...(options.fetch !== undefined ? { fetch: options.fetch } : {}),
+      fetch: options.fetch,
       timeoutMs: options.timeoutMs ?? 1000,
       retry: { maxRetries: 0 },
     })
     try {
-      const res = await sendRequest(ctx, {
-        method: 'GET',
-        url: ep.url,
-        what: _SOURCE_SPECS.imds.what,
-        retryOn: () => false,
-        signal: options.signal,
-      })
-      // Docker Desktop's proxy answers 403 "... unreachable network" for 169.254.169.254.
-      return !(res.status === 403 && /unreachable/i.test(res.body))
+      const what = _SOURCE_SPECS.imds.what
+      return !proxyRefused(
+        await sendRequest(ctx, { method: 'GET', url, what, signal: options.signal }),
+      )
     } catch {
       return false
     }
@@ -237,54 +238,48 @@ export class MsiAuthentication extends AbstractAuthentication {
 
   /** `msi|{source}|{endpoint}|{identity}`: equal identities share tokens; never a secret. */
   protected _cacheIdentity(): string {
-    const id = this.#id === undefined
-      ? 'system'
-      : `${this.#id.kind}:${this.#id.value.toLowerCase()}`
-    return `msi|${this.source}|${this.#endpoint ?? 'unavailable'}|${id}`
+    return `msi|${this.source}|${this.#endpoint}|${this.#idText.toLowerCase()}`
   }
 
   /** Source, endpoint and identity: nothing secret. */
   protected override _describe(): Record<string, unknown> {
-    return {
-      source: this.source,
-      endpoint: this.#endpoint,
-      identity: this.#id === undefined ? 'system-assigned' : `${this.#id.kind}=${this.#id.value}`,
-    }
+    return { source: this.source, endpoint: this.#endpoint, identity: this.#idText }
   }
 
-  /** Builds the source's request for the scope's resource, sends it, parses the answer. */
+  /**
+   * Builds the source's request for the scope's resource, sends it, parses the answer. Azure
+   * Arc answers a first request with a 401 challenge naming a key file: the request is sent
+   * again with that key (`Authorization: Basic <key>`).
+   */
   protected async _requestToken(request: TokenRequest): Promise<AccessToken> {
     if (request.scopes.length !== 1) {
       throw new AmlAuthError(
         'ERR_UNSUPPORTED_AUDIENCE',
-        'Managed identity gives a token for one scope at a time; call getToken once per scope',
+        'MsiAuthentication takes one scope per request; call getToken once per scope',
       )
     }
-    if (this.#unavailable !== undefined) throw new CredentialUnavailableError(this.#unavailable)
-    const endpoint = this.#endpoint!
+    const endpoint = this.#endpoint
+    if (!endpoint) throw new CredentialUnavailableError(this.#unavailable!)
     const refusal = _workersRefusal(this.source, endpoint)
-    if (refusal !== undefined) throw refusal
+    if (refusal) throw refusal
     const resource = _resourceOf(request.scopes[0]!)
     const req = _buildMsiRequest(this.source, endpoint, resource, this.#id, this.#secret)
     const started = this._http.now()
-    if (this.source === 'azure-arc') return await this.#arc(req, started)
-    return this.#parse(await this.#send(req), started)
+    const res = await this.#send(req)
+    if (this.source !== 'azure-arc' || res.status !== 401) return this.#parse(res, started)
+    const key = await _arcKey(res, this.#arcDir, this.#readFile)
+    const now = this._http.now()
+    const headers = { ...req.headers, Authorization: 'Basic ' + key }
+    return this.#parse(await this.#send({ ...req, headers }), now, key)
   }
 
   async #send(req: _MsiRequest): Promise<HttpResponse> {
-    const what = _SOURCE_SPECS[this.source].what
     try {
-      return await sendRequest(this._http, {
-        ...req,
-        what,
-        retryOn: _retryFor(this.source),
-        retryNetworkErrors: this.source !== 'imds',
-        ...(this.#retry !== undefined ? { retry: this.#retry } : {}),
-      })
+      return await sendRequest(this._http, { ...req, ...this.#sendOptions })
     } catch (e) {
       if (this.source === 'imds' && e instanceof AmlAuthError && e.code === 'ERR_NETWORK') {
         throw new CredentialUnavailableError(
-          `Could not connect to ${what}; this host does not look like an Azure VM or scale set with managed identity. Use another credential, or point AZURE_POD_IDENTITY_AUTHORITY_HOST at the identity endpoint`,
+          `Could not connect to ${this.#sendOptions.what}; this host does not look like an Azure VM. Use another credential, or set AZURE_POD_IDENTITY_AUTHORITY_HOST`,
           { cause: e },
         )
       }
@@ -302,76 +297,27 @@ export class MsiAuthentication extends AbstractAuthentication {
 
   #refusal(res: HttpResponse, secrets: readonly (string | undefined)[]): AmlAuthError {
     const what = _SOURCE_SPECS[this.source].what
-    if (this.source === 'imds' && res.status === 403 && /unreachable/i.test(res.body)) {
+    if (this.source === 'imds' && proxyRefused(res)) {
       return new CredentialUnavailableError(
-        `${what} is unreachable from this network (a proxy answered 403); managed identity is not available here`,
+        `${what} is unreachable here (a proxy answered 403); use another credential`,
       )
     }
-    const advice = _msiAdvice(this.source, res, this.#explicitId)
-    const text = plainText(res)
-    if (text === undefined) {
-      return _authError(res, { what, now: this._http.now(), secrets, advice: () => advice })
-    }
-    return _refusal(what, res.status, { description: text, errorCodes: [] }, {
-      secrets,
-      advice: () => advice,
-      response: res.raw,
-    })
+    const advice = () => _msiAdvice(this.source, res, this.#explicitId)
+    // A plain-text refusal (neither JSON nor HTML) is kept as the description.
+    const text = res.body.trim()
+    return /^$|^[{[<]/.test(text) || res.headers.get('content-type')?.includes('html')
+      ? _authError(res, { what, now: this._http.now(), secrets, advice })
+      : _refusal(what, res.status, { description: text, errorCodes: [] }, {
+        secrets,
+        advice,
+        response: res.raw,
+      })
   }
+}
 
-  /** Azure Arc: a 401 challenge names a key file; read it and ask again with Basic auth. */
-  async #arc(req: _MsiRequest, started: number): Promise<AccessToken> {
-    const what = _SOURCE_SPECS['azure-arc'].what
-    const first = await this.#send(req)
-    if (first.status !== 401) return this.#parse(first, started)
-    const path = _arcRealm(first.headers.get('www-authenticate'))
-    if (path === undefined) {
-      throw new AmlAuthError(
-        'ERR_RESPONSE_INVALID',
-        `${what} answered 401 without a "WWW-Authenticate: Basic realm=<key file>" challenge; check that IDENTITY_ENDPOINT points at the Arc agent (himds)`,
-        { status: 401 },
-      )
-    }
-    const problem = _arcKeyPathProblem(path, this.#arcDir)
-    if (problem !== undefined) {
-      throw new AmlAuthError(
-        'ERR_RESPONSE_INVALID',
-        `Refusing the key file named by ${what}: ${problem}; only the Arc agent's own key files are read`,
-        { status: 401 },
-      )
-    }
-    let text: string
-    try {
-      text = await this.#readFile(path)
-    } catch (e) {
-      throw new CredentialUnavailableError(
-        `Cannot read the key file named by ${what}; on Linux run as a member of the himds group, on Windows as an administrator (or pass readFile)`,
-        { cause: e },
-      )
-    }
-    if (typeof text !== 'string') {
-      throw new AmlAuthError('ERR_RESPONSE_INVALID', 'readFile must resolve to the file text')
-    }
-    if (new TextEncoder().encode(text).byteLength > _ARC_KEY_MAX_BYTES) {
-      throw new AmlAuthError(
-        'ERR_RESPONSE_INVALID',
-        `The key file named by ${what} is larger than ${_ARC_KEY_MAX_BYTES} bytes; refusing to send it`,
-      )
-    }
-    const key = text.trim()
-    if (!/^[\x21-\x7e]+$/.test(key)) {
-      throw new AmlAuthError(
-        'ERR_RESPONSE_INVALID',
-        `The key file named by ${what} is empty or holds characters a header cannot carry`,
-      )
-    }
-    const now = this._http.now()
-    const second = await this.#send({
-      ...req,
-      headers: { ...req.headers, Authorization: 'Basic ' + key },
-    })
-    return this.#parse(second, now, key)
-  }
+/** Docker Desktop's proxy answers 403 "... unreachable network" for 169.254.169.254. */
+function proxyRefused(res: HttpResponse): boolean {
+  return res.status === 403 && /unreachable/i.test(res.body)
 }
 
 /**
@@ -387,56 +333,36 @@ export function _workersRefusal(
   return new CredentialUnavailableError(
     `Cloudflare Workers cannot reach ${
       _SOURCE_SPECS[source].what
-    } (a loopback or link-local address), and Workers do not run on an Azure host with managed identity. Deploy the token broker worker (workers/token-broker) with a service principal or federated credential and fetch tokens from it, or use ServicePrincipalAuthentication`,
+    } (loopback or link-local); fetch tokens from the token broker worker (workers/token-broker), or use ServicePrincipalAuthentication`,
   )
 }
 
 function checkIdentityConfig(config: unknown): _Identity | undefined {
   if (config === undefined) return undefined
-  if (config === null || typeof config !== 'object' || Array.isArray(config)) {
-    throw new TypeError(
-      'identityConfig must be an object: { clientId } | { objectId } | { resourceId }',
-    )
-  }
-  const entries = Object.entries(config).filter(([, v]) => v !== undefined)
+  const ok = config !== null && typeof config === 'object' && !Array.isArray(config)
+  const entries = ok ? Object.entries(config).filter(([, v]) => v !== undefined) : []
   for (const [k] of entries) {
-    if (!(ID_KINDS as readonly string[]).includes(k)) {
-      const hint = PYTHON_NAMES[k]
-        ? ` (use ${PYTHON_NAMES[k]} instead of the Python name ${k})`
-        : ''
-      throw new TypeError(
-        `identityConfig.${k} is not an option; use clientId, objectId or resourceId${hint}`,
-      )
+    if (!(_ID_KINDS as readonly string[]).includes(k)) {
+      // A Python or REST name (client_id, msi_res_id, ...) gets the option it means.
+      const hint = _ID_KINDS.find((kind) => k.toLowerCase().includes(kind.slice(0, 3)))
+      throw new TypeError(`identityConfig.${k} is not an option; use ${hint ?? ONE_ID}`)
     }
   }
-  if (entries.length === 0) return undefined
-  if (entries.length > 1) {
+  if (!ok || entries.length > 1) {
+    throw new TypeError(`identityConfig must be an object with ${ONE_ID}`)
+  }
+  if (!entries[0]) return undefined
+  const [kind, value] = entries[0] as [_IdKind, unknown]
+  const v = typeof value === 'string' ? value.trim() : ''
+  const arm = kind === 'resourceId'
+  if (arm ? !/^\/subscriptions\/[^/]+\/resourcegroups\/./i.test(v) : !_GUID_RE.test(v)) {
     throw new TypeError(
-      'identityConfig: clientId, objectId and resourceId are mutually exclusive; pass one',
-    )
-  }
-  const [kind, value] = entries[0]! as [_IdKind, unknown]
-  if (typeof value !== 'string' || value.trim() === '') {
-    throw new TypeError(`identityConfig.${kind} must be a non-empty string`)
-  }
-  const v = value.trim()
-  if (kind !== 'resourceId' && !_GUID_RE.test(v)) {
-    throw new TypeError(`identityConfig.${kind} must be a GUID; check the value you passed`)
-  }
-  if (kind === 'resourceId' && !/^\/subscriptions\/[^/]+\/resourcegroups\/.+/i.test(v)) {
-    throw new TypeError(
-      'identityConfig.resourceId must be an ARM resource id (/subscriptions/.../resourceGroups/...)',
+      `identityConfig.${kind} must be ${
+        arm ? 'an ARM resource id (/subscriptions/.../resourceGroups/...)' : 'a GUID'
+      }`,
     )
   }
   return { kind, value: v }
-}
-
-/** The first text of a non-JSON, non-HTML body (plain-text refusals), else `undefined`. */
-function plainText(res: HttpResponse): string | undefined {
-  const t = res.body.trim()
-  if (t === '' || t.startsWith('{') || t.startsWith('[') || t.startsWith('<')) return undefined
-  if ((res.headers.get('content-type') ?? '').includes('html')) return undefined
-  return t
 }
 
 /** What a user should do about a refusal, per source and status. */
@@ -446,31 +372,25 @@ export function _msiAdvice(
   userAssigned: boolean,
 ): string | undefined {
   const body = res.body.toLowerCase()
-  const spec = _SOURCE_SPECS[source]
+  const secretVar = _SOURCE_SPECS[source].header && _SOURCE_SPECS[source].vars[1]
   const s = res.status
-  const identityMissing =
-    /identity (was )?not found|unable to load the proper managed identity|managedidentitynotfound/
-      .test(body) || (source === 'imds' && body.includes('identity'))
-  if ((s === 400 || s === 404) && identityMissing) {
+  if (
+    (s === 400 || s === 404) &&
+    (/identity (was )?not found|proper managed identity|managedidentitynotfound/.test(body) ||
+      (source === 'imds' && body.includes('identity')))
+  ) {
     return userAssigned
-      ? 'Check identityConfig (clientId, objectId or resourceId) and that this user-assigned identity is assigned to the resource'
-      : 'Enable the system-assigned identity of this resource, or pass identityConfig for a user-assigned identity assigned to it'
+      ? 'Check identityConfig and that this identity is assigned to the resource'
+      : 'Enable the system-assigned identity of this resource, or pass identityConfig'
   }
-  if ((s === 401 || s === 403) && spec.secretVar !== undefined) {
-    return `The endpoint refused ${spec.secretVar}; restart the app or compute so that its managed-identity variables are refreshed`
+  if ((s === 401 || s === 403) && secretVar) {
+    return `Check ${secretVar}: restart the app or compute to refresh it`
   }
-  if (s === 401 && source === 'azure-arc') {
-    return 'The Arc agent refused the key; it may have rotated it, so try again'
+  if (s === 401 && source === 'azure-arc') return 'The Arc agent refused the key; try again'
+  if (s === 410 && source === 'imds') return 'IMDS kept answering 410 (updating); try again later'
+  if (s === 429) return 'Throttled: share one credential instead of one per request'
+  if (s >= 500) return 'It kept failing after retries; try again later'
+  if (s === 400 && body.includes('resource')) {
+    return 'Check the scope: its resource must be an app id URI known to Entra ID'
   }
-  if (s === 410 && source === 'imds') {
-    return 'IMDS kept answering 410 (it is being updated); try again in a minute'
-  }
-  if (s === 429) {
-    return 'The endpoint throttles requests; share one credential (tokens are cached) instead of creating one per request'
-  }
-  if (s >= 500) return 'The endpoint kept failing after retries; try again later'
-  if (s === 400 && /resource/.test(body)) {
-    return 'Check the scope: its resource must be an application id URI known to Microsoft Entra ID'
-  }
-  return undefined
 }

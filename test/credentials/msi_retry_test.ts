@@ -7,10 +7,10 @@ import {
   assertStringIncludes,
 } from '@std/assert'
 import { AuthenticationError } from '@aml-edge/auth'
+import { _retryStandard } from '../../src/http.ts'
 import {
   _IMDS_GONE_MS,
   _retryImds,
-  _retryManagedIdentity,
   type ManagedIdentitySource,
 } from '../../src/credentials/_msi_sources.ts'
 import { fakeClock, serveLoopback } from '../_fixtures/loopback.ts'
@@ -45,10 +45,10 @@ Deno.test('_retryImds retries 410 for 70 s whatever the retry count, the rest wh
   }
   for (const status of [400, 401, 403, 405, 409]) assertEquals(_retryImds(status, s(1, 0)), false)
   for (const status of [408, 429, 500, 503]) {
-    assertEquals(_retryManagedIdentity(status, s(1, 0)), true, String(status))
+    assertEquals(_retryStandard(status, s(1, 0)), true, String(status))
   }
   for (const status of [400, 401, 404, 410]) {
-    assertEquals(_retryManagedIdentity(status, s(1, 0)), false, String(status))
+    assertEquals(_retryStandard(status, s(1, 0)), false, String(status))
   }
 })
 

@@ -153,15 +153,12 @@ Deno.test('MsiAuthentication constructor does no I/O', () => {
 Deno.test('MsiAuthentication rejects bad options with TypeError naming the option', () => {
   const cases: [unknown, string][] = [
     [{ source: 'vm' }, 'source must be one of'],
-    [{ identityConfig: { clientId: CLIENT_ID, objectId: OBJECT_ID } }, 'mutually exclusive'],
-    [
-      { identityConfig: { clientId: CLIENT_ID, resourceId: RESOURCE_ID } },
-      'mutually exclusive',
-    ],
+    [{ identityConfig: { clientId: CLIENT_ID, objectId: OBJECT_ID } }, 'with one of'],
+    [{ identityConfig: { clientId: CLIENT_ID, resourceId: RESOURCE_ID } }, 'with one of'],
     [{ identityConfig: 'abc' }, 'identityConfig must be an object'],
-    [{ identityConfig: { client_id: CLIENT_ID } }, 'use clientId instead of the Python name'],
+    [{ identityConfig: { client_id: CLIENT_ID } }, 'use clientId'],
     [{ identityConfig: { msi_res_id: RESOURCE_ID } }, 'use resourceId'],
-    [{ identityConfig: { clientId: '' } }, 'identityConfig.clientId must be a non-empty string'],
+    [{ identityConfig: { clientId: '' } }, 'identityConfig.clientId must be a GUID'],
     [{ identityConfig: { clientId: 'not-a-guid' } }, 'identityConfig.clientId must be a GUID'],
     [{ identityConfig: { objectId: 42 } }, 'identityConfig.objectId'],
     [{ identityConfig: { resourceId: CLIENT_ID } }, 'identityConfig.resourceId must be an ARM'],
@@ -182,8 +179,8 @@ Deno.test('MsiAuthentication refuses user-assigned ids a source does not support
   const refused: [ManagedIdentitySource, ManagedIdentityConfig, string][] = [
     ['cloud-shell', { clientId: CLIENT_ID }, 'Cloud Shell'],
     ['azure-arc', { clientId: CLIENT_ID }, 'Azure Arc'],
-    ['azure-ml', { objectId: OBJECT_ID }, 'clientId only'],
-    ['azure-ml', { resourceId: RESOURCE_ID }, 'clientId only'],
+    ['azure-ml', { objectId: OBJECT_ID }, 'use clientId'],
+    ['azure-ml', { resourceId: RESOURCE_ID }, 'use clientId'],
   ]
   for (const [source, identityConfig, text] of refused) {
     // detected from env
@@ -475,7 +472,7 @@ Deno.test('MsiAuthentication (app-service) reads { statusCode, message } and scr
   assertCode(e, 'ERR_AUTHENTICATION')
   assertEquals(e.status, 401)
   assertStringIncludes(e.errorDescription!, '[redacted]')
-  assertStringIncludes(e.message, 'refused IDENTITY_HEADER')
+  assertStringIncludes(e.message, 'Check IDENTITY_HEADER')
   assertEquals(srv.requests.length, 1)
 })
 
@@ -505,7 +502,7 @@ Deno.test('MsiAuthentication (azure-ml) keeps a plain-text refusal, scrubbed', a
   assertCode(e, 'ERR_AUTHENTICATION')
   assertEquals(e.status, 403)
   assertStringIncludes(e.message, 'Unauthorized: bad secret [redacted]')
-  assertStringIncludes(e.message, 'refused MSI_SECRET')
+  assertStringIncludes(e.message, 'Check MSI_SECRET')
 })
 
 Deno.test('MsiAuthentication reports an HTML answer as ERR_AUTHENTICATION with the status', async () => {
