@@ -26,13 +26,6 @@ export interface DenoKvTokenStore extends TokenStore {
   close(): Promise<void>
 }
 
-function unavailable(): AmlAuthError {
-  return new AmlAuthError(
-    'ERR_STORE',
-    'Deno KV is not available: run Deno with --unstable-kv (or "unstable": ["kv"] in deno.json), use Deno Deploy, or pass a Deno.Kv',
-  )
-}
-
 /**
  * A {@linkcode TokenStore} backed by Deno KV. Entries expire with the value they hold
  * (`expireIn`), and Deno KV removes them itself.
@@ -60,24 +53,20 @@ export function denoKvTokenStore(
   kv?: DenoKvLike | Promise<DenoKvLike>,
   options: DenoKvTokenStoreOptions = {},
 ): DenoKvTokenStore {
-  const prefix = options.prefix ?? ['aml-edge-auth', 'tokens']
+  const { prefix = ['aml-edge-auth', 'tokens'], now = Date.now } = options
   if (!Array.isArray(prefix) || prefix.some((p) => typeof p !== 'string')) {
     throw new TypeError('prefix must be an array of strings')
   }
-  if (kv !== undefined && typeof kv !== 'object') {
-    throw new TypeError('kv must be a Deno.Kv')
-  }
-  const now = options.now ?? Date.now
+  if (kv !== undefined && typeof kv !== 'object') throw new TypeError('kv must be a Deno.Kv')
   const owned = kv === undefined
-  let db: Promise<DenoKvLike>
-  if (kv === undefined) {
-    const opening = _openDenoKv(options.path)
-    if (opening === undefined) throw unavailable()
-    db = opening
-    db.catch(() => {})
-  } else {
-    db = Promise.resolve(kv)
+  const db = owned ? _openDenoKv(options.path) : Promise.resolve(kv)
+  if (!db) {
+    throw new AmlAuthError(
+      'ERR_STORE',
+      'Deno KV is not available: run Deno with --unstable-kv, use Deno Deploy, or pass a Deno.Kv',
+    )
   }
+  db.catch(() => {})
   const open = (): Promise<DenoKvLike> =>
     db.catch((e) => {
       throw new AmlAuthError('ERR_STORE', 'Could not open Deno KV; the cause says why', {
@@ -87,17 +76,14 @@ export function denoKvTokenStore(
   const k = (key: string) => [...prefix, key]
   return {
     async get(key) {
-      const entry = await (await open()).get(k(key))
-      return typeof entry.value === 'string' ? entry.value : undefined
+      const { value } = await (await open()).get(k(key))
+      return typeof value === 'string' ? value : undefined
     },
     async set(key, value, { expiresAt }) {
-      const db = await open()
+      const d = await open()
+      // An entry already expired is removed instead of stored.
       const ms = Math.floor(expiresAt - now())
-      if (ms <= 0) {
-        await db.delete(k(key))
-        return
-      }
-      await db.set(k(key), value, { expireIn: ms })
+      await (ms > 0 ? d.set(k(key), value, { expireIn: ms }) : d.delete(k(key)))
     },
     async delete(key) {
       await (await open()).delete(k(key))

@@ -55,6 +55,9 @@ export interface _SourceSpec {
   ids?: readonly string[]
 }
 
+/** The id parameters of App Service and Service Fabric. */
+const APP_IDS = ['client_id', 'object_id', 'mi_res_id']
+
 /**
  * The table of SPEC 3, in detection order (first match wins; IMDS, needing nothing, matches
  * last). Every source but App Service and Service Fabric (which authenticate with
@@ -66,14 +69,14 @@ export const _SOURCE_SPECS: Readonly<Record<ManagedIdentitySource, _SourceSpec>>
     vars: ['IDENTITY_ENDPOINT', 'IDENTITY_HEADER', 'IDENTITY_SERVER_THUMBPRINT'],
     header: 'secret',
     api: '2019-07-01-preview',
-    ids: ['client_id', 'object_id', 'mi_res_id'],
+    ids: APP_IDS,
   },
   'app-service': {
     what: 'the App Service managed identity endpoint',
     vars: ['IDENTITY_ENDPOINT', 'IDENTITY_HEADER'],
     header: 'X-IDENTITY-HEADER',
     api: '2019-08-01',
-    ids: ['client_id', 'object_id', 'mi_res_id'],
+    ids: APP_IDS,
   },
   'azure-arc': {
     what: 'the Azure Arc managed identity endpoint',

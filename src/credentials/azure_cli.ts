@@ -45,13 +45,9 @@ let processNonce: string | undefined
 function _processNonce(): string {
   return processNonce ??= crypto.randomUUID()
 }
-const RESOURCE_RE = /^[0-9a-zA-Z-_.:/]+$/
-const NOT_SIGNED_IN = /az login|az account set|AADSTS\d+/i
 
-function firstLine(stderr: string): string {
-  const line = stderr.split(/\r?\n/).map((l) => l.trim()).find((l) => l !== '') ?? ''
-  return line.replace(/^ERROR:\s*/, '').slice(0, 300)
-}
+/** The command, for messages. */
+const AZ = 'az account get-access-token'
 
 /**
  * Parses `expiresOn` as the Azure CLI prints it, `YYYY-MM-DD HH:MM:SS[.ffffff]`, in the local
@@ -59,49 +55,48 @@ function firstLine(stderr: string): string {
  * Epoch seconds in `expires_on` (Azure CLI 2.54+) are preferred whenever present.
  */
 export function _parseCliLocalDate(value: string): number | undefined {
-  const m = /^(\d{4})-(\d{2})-(\d{2})[ T](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,6}))?$/.exec(
-    value.trim(),
-  )
+  const m = /^(\d{4})-(\d\d)-(\d\d)[ T](\d\d):(\d\d):(\d\d)(?:\.(\d{1,6}))?$/.exec(value.trim())
   if (!m) return undefined
-  const [, y, mo, d, h, mi, s, frac] = m
-  const ms = frac === undefined ? 0 : Math.floor(Number(frac.padEnd(6, '0')) / 1000)
-  const t = new Date(Number(y), Number(mo) - 1, Number(d), Number(h), Number(mi), Number(s), ms)
+  const [y, mo, d, h, mi, s] = m.slice(1, 7).map(Number) as [number, ...number[]]
+  // Microseconds to ms: Date truncates the fraction.
+  const t = new Date(y, mo! - 1, d, h, mi, s, Number((m[7] ?? '').padEnd(6, '0')) / 1000)
   return Number.isNaN(t.getTime()) ? undefined : Math.floor(t.getTime() / 1000)
 }
 
-function invalidOutput(detail: string): AmlAuthError {
-  return new AmlAuthError(
-    'ERR_RESPONSE_INVALID',
-    `az account get-access-token printed output without ${detail}; update the Azure CLI (2.30 or later)`,
-  )
-}
-
-/** Reads the JSON `az account get-access-token` prints (never quoting it: it holds the token). */
+/**
+ * Reads the JSON `az account get-access-token` prints (never quoting it: it holds the token):
+ * `accessToken`, and the expiry from `expires_on` (epoch seconds), else `expiresOn` (local
+ * time), else the token's own `exp` claim.
+ */
 export function _parseCliOutput(stdout: string): AccessToken {
-  let body: Record<string, unknown>
+  let body: Record<string, unknown> | undefined
   try {
-    const v = JSON.parse(stdout)
-    if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new Error()
-    body = v
+    body = JSON.parse(stdout)
   } catch {
-    throw invalidOutput('a JSON object')
+    // reported as "no readable accessToken" below
   }
-  const token = body.accessToken
-  if (typeof token !== 'string' || token === '') throw invalidOutput('accessToken')
-  let exp = body.expires_on === undefined ? undefined : _parseExpiresOn(body.expires_on)
-  if (exp === undefined && typeof body.expiresOn === 'string') {
-    exp = _parseCliLocalDate(body.expiresOn) ?? _parseExpiresOn(body.expiresOn)
-  }
+  const token = body?.accessToken
+  if (typeof token !== 'string' || !token) throw invalidOutput('accessToken')
+  const on = body!.expiresOn
+  let exp = _parseExpiresOn(body!.expires_on) ??
+    (typeof on === 'string' ? _parseCliLocalDate(on) ?? _parseExpiresOn(on) : undefined)
   if (exp === undefined) {
     try {
       const claim = _decodeJwt(token).exp
-      if (typeof claim === 'number' && Number.isFinite(claim)) exp = claim
+      if (Number.isFinite(claim)) exp = claim as number
     } catch {
       // not a JWT
     }
   }
-  if (exp === undefined) throw invalidOutput('a readable expires_on or expiresOn')
+  if (exp === undefined) throw invalidOutput('expires_on or expiresOn')
   return new AccessToken(token, exp)
+}
+
+function invalidOutput(field: string): AmlAuthError {
+  return new AmlAuthError(
+    'ERR_RESPONSE_INVALID',
+    `${AZ} printed no readable ${field}; update the Azure CLI (2.30 or later)`,
+  )
 }
 
 /**
@@ -143,22 +138,23 @@ export class AzureCliAuthentication extends AbstractAuthentication {
    */
   constructor(options: AzureCliAuthenticationOptions = {}) {
     super(options)
-    if (options.tenantId !== undefined) _checkTenantId(options.tenantId, 'tenantId')
-    this.tenantId = options.tenantId
-    this.#timeoutMs = _checkPositive(options.processTimeoutMs, 'processTimeoutMs') ?? 30_000
-    if (options.runCommand !== undefined && typeof options.runCommand !== 'function') {
-      throw new TypeError('runCommand must be a function (program, args, options) => result')
+    const { tenantId, runCommand } = options
+    if (tenantId !== undefined) _checkTenantId(tenantId)
+    if (runCommand !== undefined && typeof runCommand !== 'function') {
+      throw new TypeError('runCommand must be a function (program, args, options)')
     }
-    this.#runner = options.runCommand
+    this.tenantId = tenantId
+    this.#timeoutMs = _checkPositive(options.processTimeoutMs, 'processTimeoutMs') ?? 30_000
+    this.#runner = runCommand
     this.#allowed = _checkAllowedTenants(
       options.additionallyAllowedTenants,
       'additionallyAllowedTenants',
     )
     const e = this._env
     // Who `az` answers as: its config folder (AZURE_CONFIG_DIR, else the home folder's .azure).
-    this.#who = options.runCommand !== undefined
+    this.#who = runCommand
       ? undefined
-      : [this.tenantId ?? '', e.AZURE_CONFIG_DIR ?? '', e.HOME ?? e.USERPROFILE ?? ''].join('\n')
+      : [tenantId, e.AZURE_CONFIG_DIR, e.HOME ?? e.USERPROFILE].join('\n')
   }
 
   /**
@@ -183,107 +179,81 @@ export class AzureCliAuthentication extends AbstractAuthentication {
     return { tenantId: this.tenantId }
   }
 
-  /** Runs `az account get-access-token` for the one requested scope. */
+  /**
+   * Runs `az account get-access-token` for the one requested scope, through the command runner,
+   * and stops it after `processTimeoutMs` (without waiting for its pipes to close).
+   */
   protected async _requestToken(request: TokenRequest): Promise<AccessToken> {
     if (request.scopes.length !== 1) {
       throw new AmlAuthError(
         'ERR_UNSUPPORTED_AUDIENCE',
-        'AzureCliAuthentication gets a token for one scope at a time; request the scopes separately',
+        'AzureCliAuthentication takes one scope per request; call getToken once per scope',
       )
     }
     const resource = _resourceOf(request.scopes[0]!)
-    if (!RESOURCE_RE.test(resource) || resource.startsWith('-')) {
+    if (!/^[\w.:/-]+$/.test(resource) || resource.startsWith('-')) {
       throw new TypeError(
-        'scopes must be a resource URI or <resource>/.default made of letters, digits and - _ . : / (not starting with -)',
+        'scopes must be made of letters, digits and - _ . : / (not starting with -) for az',
       )
     }
-    const tenant = request.tenantId ?? this.tenantId
     if (request.claims !== undefined) {
       throw new CredentialUnavailableError(
-        'A claims challenge needs a new Azure CLI sign-in: run `az logout`, then `az login --claims-challenge <the base64 claims>`',
+        'A claims challenge needs a new Azure CLI sign-in: run `az login --claims-challenge <base64 claims>`',
       )
     }
     const run = this.#runner ?? denoCommandRunner()
-    if (run === undefined) {
+    if (!run) {
       throw new CredentialUnavailableError(
-        'AzureCliAuthentication runs the az program, which this runtime cannot do (no Deno.Command: Workers, browsers, Node); use ServicePrincipalAuthentication, MsiAuthentication or TokenAuthentication here, or pass runCommand',
+        'This runtime cannot run az (no Deno.Command); pass runCommand, or use ServicePrincipalAuthentication or MsiAuthentication',
       )
     }
+    const tenant = request.tenantId ?? this.tenantId
     const args = ['account', 'get-access-token', '--resource', resource, '--output', 'json']
     if (tenant !== undefined) args.push('--tenant', tenant)
-    const out = await this.#run(run, args)
-    if (out.code !== 0) throw this.#failure(out, tenant)
-    return _parseCliOutput(out.stdout)
-  }
-
-  async #run(run: CommandRunner, args: string[]): Promise<CommandResult> {
+    // Deno.Command takes only set variables: a JSON round trip drops the undefined ones.
+    const env = JSON.parse(JSON.stringify(this._env))
     const controller = new AbortController()
-    const env: Record<string, string> = {}
-    for (const [k, v] of Object.entries(this._env)) if (v !== undefined) env[k] = v
     let timer: ReturnType<typeof setTimeout> | undefined
-    const timedOut = new Promise<never>((_, reject) => {
+    const out = await new Promise<CommandResult>((resolve, reject) => {
       timer = setTimeout(() => {
         controller.abort()
         reject(
           new AmlAuthError(
             'ERR_TIMEOUT',
-            `az account get-access-token did not finish within ${this.#timeoutMs} ms; check that it works in a terminal, or raise processTimeoutMs`,
+            `${AZ} did not finish within ${this.#timeoutMs} ms; try it in a terminal, or raise processTimeoutMs`,
           ),
         )
       }, this.#timeoutMs)
-    })
-    timedOut.catch(() => {})
-    try {
-      let running: Promise<CommandResult>
-      try {
-        running = Promise.resolve(run('az', args, { signal: controller.signal, env }))
-      } catch (e) {
-        running = Promise.reject(e)
-      }
-      // The process is killed on timeout; the caller does not wait for its pipes to close.
-      running.catch(() => {})
-      return await Promise.race([
-        running.catch((e) => {
-          throw controller.signal.aborted ? e : spawnError(e)
-        }),
-        timedOut,
-      ])
-    } finally {
-      clearTimeout(timer)
-    }
-  }
-
-  #failure(out: CommandResult, tenant: string | undefined): AmlAuthError {
-    const line = firstLine(out.stderr)
-    if (NOT_SIGNED_IN.test(out.stderr)) {
-      return new CredentialUnavailableError(
+      // A runner that throws at once is handled like one that rejects.
+      Promise.resolve().then(() => run('az', args, { signal: controller.signal, env }))
+        .then(resolve, (e) => reject(spawnError(e)))
+    }).finally(() => clearTimeout(timer))
+    if (out.code === 0) return _parseCliOutput(out.stdout)
+    const line = out.stderr.split('\n').map((l) => l.trim()).find(Boolean)
+      ?.replace(/^ERROR:\s*/, '').slice(0, 300)
+    throw /az login|az account set|AADSTS\d+/i.test(out.stderr)
+      ? new CredentialUnavailableError(
         `The Azure CLI is not signed in or its sign-in expired${
           line ? ` (${line})` : ''
         }; run \`az login${tenant !== undefined ? ` --tenant ${tenant}` : ''}\``,
       )
-    }
-    return new AuthenticationError(
-      `az account get-access-token failed with exit code ${out.code}${
-        line ? `: ${line}` : ''
-      }; run it in a terminal to see why`,
-      { status: 0 },
-    )
+      : new AuthenticationError(
+        `${AZ} failed with exit code ${out.code}${
+          line ? `: ${line}` : ''
+        }; run it in a terminal to see why`,
+        { status: 0 },
+      )
   }
 }
 
 function spawnError(e: unknown): AmlAuthError {
   const name = (e as { name?: unknown } | null)?.name
-  if (name === 'NotFound') {
-    return new CredentialUnavailableError(
-      'The Azure CLI (az) was not found on PATH; install it (https://aka.ms/azure-cli) and run `az login`, or use another credential',
-    )
-  }
-  if (name === 'NotCapable' || name === 'PermissionDenied') {
-    return new CredentialUnavailableError(
-      'Deno may not run the Azure CLI; grant --allow-run=az to this program',
-    )
-  }
-  return new CredentialUnavailableError('Could not start the Azure CLI (az); the cause says why', {
-    cause: e,
-  })
+  return new CredentialUnavailableError(
+    name === 'NotFound'
+      ? 'The Azure CLI (az) was not found on PATH; install it (https://aka.ms/azure-cli) and run `az login`'
+      : name === 'NotCapable' || name === 'PermissionDenied'
+      ? 'Deno may not run the Azure CLI; grant --allow-run=az'
+      : 'Could not start the Azure CLI (az); the cause says why',
+    { cause: e },
+  )
 }
