@@ -169,10 +169,13 @@ export class MsiAuthentication extends AbstractAuthentication {
     }
     this.#explicitId = !!id
     const ml = this._env.DEFAULT_IDENTITY_CLIENT_ID?.trim()
-    const who = this.#id = id ??
+    const who: _Identity | undefined = id ??
       (source === 'azure-ml' && ml ? { kind: 'clientId', value: ml } : undefined)
+    this.#id = who
     this.#idText = who ? `${who.kind}=${who.value}` : 'system-assigned'
-    ;[this.#endpoint, this.#unavailable] = _resolveEndpoint(source, this._env)
+    const [endpoint, unavailable] = _resolveEndpoint(source, this._env)
+    this.#endpoint = endpoint
+    this.#unavailable = unavailable
     this.#secret = spec.header && this._env[spec.vars[1]!]?.trim()
     this.#readFile = readFile ?? defaultFileReader
     this.#arcDir = dir
