@@ -63,7 +63,11 @@ export function _scopeParam(scopes: readonly string[]): string {
   return [...new Set([...scopes, ..._OIDC_SCOPES])].join(' ')
 }
 
-const ENTRA_ADVICE = /* @__PURE__ */ entraAdvice({ clientId: 'clientId', tenantId: 'tenantId' })
+const ENTRA_ADVICE = /* @__PURE__ */ entraAdvice({ clientId: 'clientId', tenantId: 'tenantId' }, {
+  700025: 'This application is a public client: it must not send a client secret or certificate',
+  700082: 'The refresh token has expired: sign in again',
+  70008: 'The authorization code or refresh token has expired: sign in again',
+})
 
 /** Advice appended to Entra refusals of user grants. */
 export function _userGrantAdvice(codes: readonly number[], error: string | undefined): string {
