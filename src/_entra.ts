@@ -16,9 +16,16 @@ export const ENTRA_WHAT = 'Microsoft Entra ID'
 export const JWT_BEARER_ASSERTION = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer'
 
 /** Form fields whose values are secrets: never logged, scrubbed from server text. */
-export const SECRET_FORM_FIELDS: readonly string[] =
-  'client_secret client_assertion refresh_token device_code code code_verifier assertion password'
-    .split(' ')
+export const SECRET_FORM_FIELDS: readonly string[] = [
+  'client_secret',
+  'client_assertion',
+  'refresh_token',
+  'device_code',
+  'code',
+  'code_verifier',
+  'assertion',
+  'password',
+]
 
 /** Builds advice text for an Entra refusal from its AADSTS codes and OAuth error. */
 export type EntraAdvice = (
