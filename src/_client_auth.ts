@@ -66,7 +66,7 @@ export const _certificates: WeakMap<object, _ClientAuth> = /* @__PURE__ */ new W
 export function _fingerprint(secret: string): string {
   let a = 0x811c9dc5
   let b = 0x9747b28c
-  for (const ch of 'aml-edge-auth/client-secret\0' + secret) {
+  for (const ch of 'sp-secret\0' + secret) {
     const c = ch.codePointAt(0)!
     a = Math.imul(a ^ c, 0x01000193)
     b = Math.imul(b ^ c, 0x5bd1e995) ^ b >>> 15

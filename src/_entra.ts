@@ -210,6 +210,7 @@ const DEFAULT_NAMES: Partial<EntraAdviceNames> = {
   assertion: 'clientAssertion',
 }
 
+const ADMIN = ': ask the tenant administrator'
 const SCOPES = 'Check the scopes: client credentials need <resource>/.default'
 const TENANT = "Check {tenantId}: use the directory's GUID or a verified domain"
 
@@ -221,17 +222,17 @@ const TENANT = "Check {tenantId}: use the directory's GUID or a verified domain"
 const CORE_ADVICE: EntraAdviceTable = {
   7000215: "Check {secret}: use the secret's Value, not its ID; if it expired, create a new one",
   7000222: 'The client secret has expired: create a new one and update {secret}',
-  700016: 'Check {clientId} and {tenantId}: the application was not found in that tenant',
-  90002: 'Check {tenantId} and the cloud: the tenant was not found',
+  700016: 'Check {clientId} and {tenantId}: no such application in that tenant',
+  90002: 'Check {tenantId} and the cloud: no such tenant there',
   900023: TENANT,
   50059: TENANT,
-  7000112: 'The application is disabled in this tenant: ask the tenant administrator',
+  7000112: 'The application is disabled in this tenant' + ADMIN,
   70011: SCOPES,
   1002012: SCOPES,
   28000: 'Ask for one resource per token',
   500011: 'The resource is not available in this tenant: check the scope and the cloud',
   65001: 'The application lacks consent for this resource: grant admin consent',
-  53003: 'A Conditional Access policy blocked the sign-in: ask the tenant administrator',
+  53003: 'A Conditional Access policy blocked the sign-in' + ADMIN,
 }
 
 /**

@@ -17,7 +17,8 @@ export interface _PemBlock {
 }
 
 /** The `openssl` command that removes a key's password, for messages. */
-export const _OPENSSL_NOCRYPT = '`openssl pkcs8 -topk8 -nocrypt -in key.pem -out key.unencrypted.pem`'
+export const _OPENSSL_NOCRYPT =
+  '`openssl pkcs8 -topk8 -nocrypt -in key.pem -out key.unencrypted.pem`'
 
 /** The message for PKCS#12 input: what it is and the `openssl` command that converts it. */
 export function _pfxMessage(option: string, what: string): string {
@@ -85,8 +86,12 @@ function integer(buf: Uint8Array, t: { start: number; end: number }): Uint8Array
 function wrap(tag: number, content: ArrayLike<number>): number[] {
   const len: number[] = []
   for (let v = content.length; v; v >>>= 8) len.unshift(v & 255)
-  return [tag, ...content.length < 128 ? [content.length] : [128 | len.length, ...len], ...Array
-    .from(content)]
+  return [
+    tag,
+    ...content.length < 128 ? [content.length] : [128 | len.length, ...len],
+    ...Array
+      .from(content),
+  ]
 }
 
 const RSA = '2a864886f70d010101'

@@ -12,12 +12,7 @@ import type { FileReader } from '../env.ts'
 import { type EntraAdviceTable, JWT_BEARER_ASSERTION } from '../_entra.ts'
 import { _b64, _b64url } from '../jwt.ts'
 import { _certificates, type _ClientAuth, type _ClientAuthContext } from '../_client_auth.ts'
-import {
-  _modulusBits,
-  _parseCertificatePem,
-  _parsePrivateKeyPem,
-  _sameModulus,
-} from '../_pem.ts'
+import { _modulusBits, _parseCertificatePem, _parsePrivateKeyPem, _sameModulus } from '../_pem.ts'
 
 /** The input of {@linkcode clientCertificate}. */
 export interface ClientCertificateInput {
@@ -116,7 +111,12 @@ export function clientCertificate(input: ClientCertificateInput): ClientCertific
  *
  * @throws {TypeError} naming the option for anything that cannot work
  */
-function parse(key: unknown, certificate: unknown, keyName: string, certName: string): CertMaterial {
+function parse(
+  key: unknown,
+  certificate: unknown,
+  keyName: string,
+  certName: string,
+): CertMaterial {
   const certs = _parseCertificatePem(certificate as string, certName)
   const leaf = certs[0]!
   const chain = certs.map((c) => _b64(c.der))
@@ -309,22 +309,26 @@ export function _certificateFileAuth(
   sendChain: boolean,
   option: string,
 ): _ClientAuth {
-  return _certificateAuth(async () => {
-    let text: string
-    try {
-      text = await readFile(path)
-    } catch (e) {
-      throw new CredentialUnavailableError(
-        `Cannot read the certificate file named by ${option}; check the path and permissions`,
-        { cause: e },
-      )
-    }
-    try {
-      return parse(text, text, `The private key in ${option}`, `The certificate in ${option}`)
-    } catch (e) {
-      throw new CredentialUnavailableError(
-        `The PEM file named by ${option} is unusable: ${(e as Error).message}`,
-      )
-    }
-  }, sendChain, 'f:' + path)
+  return _certificateAuth(
+    async () => {
+      let text: string
+      try {
+        text = await readFile(path)
+      } catch (e) {
+        throw new CredentialUnavailableError(
+          `Cannot read the certificate file named by ${option}; check the path and permissions`,
+          { cause: e },
+        )
+      }
+      try {
+        return parse(text, text, `The private key in ${option}`, `The certificate in ${option}`)
+      } catch (e) {
+        throw new CredentialUnavailableError(
+          `The PEM file named by ${option} is unusable: ${(e as Error).message}`,
+        )
+      }
+    },
+    sendChain,
+    'f:' + path,
+  )
 }

@@ -14,8 +14,8 @@ import type { CredentialOptions } from './abstract.ts'
 import { _certificateFileAuth } from './client_certificate.ts'
 import {
   _checkAuthority,
-  _internal,
   type _Internal,
+  _internal,
   ServicePrincipalAuthentication,
   type ServicePrincipalAuthenticationOptions,
 } from './service_principal.ts'
