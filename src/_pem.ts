@@ -23,8 +23,7 @@ export const _OPENSSL_NOCRYPT =
 /** The message for PKCS#12 input: what it is and the `openssl` command that converts it. */
 export function _pfxMessage(option: string, what: string): string {
   return `${option} ${what} PKCS#12 (PFX) file, which Web Crypto cannot read: convert it once ` +
-    'with `openssl pkcs12 -in cert.pfx -nodes -out cert.pem` (add -legacy for old files) and ' +
-    'pass its PRIVATE KEY block as privateKey and its CERTIFICATE block(s) as certificate'
+    'with `openssl pkcs12 -in cert.pfx -nodes -out cert.pem` (-legacy for old files) and use the PEM'
 }
 
 /**

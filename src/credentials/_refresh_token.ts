@@ -63,10 +63,9 @@ export function _scopeParam(scopes: readonly string[]): string {
   return [...new Set([...scopes, ..._OIDC_SCOPES])].join(' ')
 }
 
+// User-flow advice (expired codes and refresh tokens, invalid_grant, get _userGrantAdvice's).
 const ENTRA_ADVICE = /* @__PURE__ */ entraAdvice({ clientId: 'clientId', tenantId: 'tenantId' }, {
-  700025: 'This application is a public client: it must not send a client secret or certificate',
-  700082: 'The refresh token has expired: sign in again',
-  70008: 'The authorization code or refresh token has expired: sign in again',
+  700025: 'This application is a public client: it must send no client secret or certificate',
 })
 
 /** Advice appended to Entra refusals of user grants. */

@@ -211,8 +211,7 @@ export function _certificateAuth(
           key = await m.importKey()
         } catch (e) {
           throw new CredentialUnavailableError(
-            'Web Crypto could not import the certificate private key as an RSA-PSS signing key; ' +
-              'pass an unencrypted PKCS#8 RSA key (the cause names the Web Crypto error)',
+            'Web Crypto could not import the certificate key for RSA-PSS signing (see the cause)',
             { cause: e instanceof Error ? new Error(e.name) : undefined },
           )
         }

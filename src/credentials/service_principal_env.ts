@@ -9,7 +9,7 @@ import { CredentialUnavailableError } from '../errors.ts'
 import { defaultFileReader, type Env, type FileReader, resolveEnv } from '../env.ts'
 import { _assertionAuth, type _ClientAuth } from '../_client_auth.ts'
 import { _checkTenantId } from '../_validate.ts'
-import { _OPENSSL_NOCRYPT } from '../_pem.ts'
+import { _OPENSSL_NOCRYPT, _pfxMessage } from '../_pem.ts'
 import type { CredentialOptions } from './abstract.ts'
 import { _certificateFileAuth } from './client_certificate.ts'
 import {
@@ -141,17 +141,12 @@ export function servicePrincipalFromEnvironment(
     if (get('AZURE_CLIENT_CERTIFICATE_PASSWORD')) {
       throw new CredentialUnavailableError(
         'AZURE_CLIENT_CERTIFICATE_PASSWORD is set, but password-protected keys are not ' +
-          `supported (Web Crypto cannot decrypt them): convert the PEM file once with ` +
-          `${_OPENSSL_NOCRYPT} (a PFX with \`openssl pkcs12 -in cert.pfx -nodes -out ` +
-          'cert.pem`), point AZURE_CLIENT_CERTIFICATE_PATH at the result and unset the password',
+          `supported: convert the key once with ${_OPENSSL_NOCRYPT}, point ${source} at the ` +
+          'result and unset the password',
       )
     }
     if (/\.(pfx|p12)$/i.test(path)) {
-      throw new CredentialUnavailableError(
-        'AZURE_CLIENT_CERTIFICATE_PATH names a PKCS#12 (PFX) file, which is not supported; ' +
-          'convert it once with `openssl pkcs12 -in cert.pfx -nodes -out cert.pem` and point ' +
-          'AZURE_CLIENT_CERTIFICATE_PATH at the PEM file',
-      )
+      throw new CredentialUnavailableError(_pfxMessage(source, 'names a'))
     }
     const chain = /^(true|1)$/i.test(get('AZURE_CLIENT_SEND_CERTIFICATE_CHAIN') ?? '')
     auth = _certificateFileAuth(path, readFile, chain, source)
