@@ -210,7 +210,6 @@ const DEFAULT_NAMES: Partial<EntraAdviceNames> = {
   assertion: 'clientAssertion',
 }
 
-const ADMIN = ': ask the tenant administrator'
 const SCOPES = 'Check the scopes: client credentials need <resource>/.default'
 const TENANT = "Check {tenantId}: use the directory's GUID or a verified domain"
 
@@ -226,13 +225,13 @@ const CORE_ADVICE: EntraAdviceTable = {
   90002: 'Check {tenantId} and the cloud: no such tenant there',
   900023: TENANT,
   50059: TENANT,
-  7000112: 'The application is disabled in this tenant' + ADMIN,
+  7000112: 'The application is disabled in this tenant: ask the tenant administrator',
   70011: SCOPES,
   1002012: SCOPES,
   28000: 'Ask for one resource per token',
   500011: 'The resource is not available in this tenant: check the scope and the cloud',
   65001: 'The application lacks consent for this resource: grant admin consent',
-  53003: 'A Conditional Access policy blocked the sign-in' + ADMIN,
+  53003: 'A Conditional Access policy blocked the sign-in: ask the tenant administrator',
 }
 
 /**
