@@ -63,7 +63,8 @@ export function _scopeParam(scopes: readonly string[]): string {
   return [...new Set([...scopes, ..._OIDC_SCOPES])].join(' ')
 }
 
-// User-flow advice (expired codes and refresh tokens, invalid_grant, get _userGrantAdvice's).
+// The core advice plus the user-flow code; expired codes and refresh tokens come as invalid_grant,
+// which _userGrantAdvice answers first.
 const ENTRA_ADVICE = /* @__PURE__ */ entraAdvice({ clientId: 'clientId', tenantId: 'tenantId' }, {
   700025: 'This application is a public client: it must send no client secret or certificate',
 })
