@@ -8,7 +8,10 @@
 //   minutes (fake clock), for realistic 1 h tokens and for 2 min tokens (the worst case);
 // - module import time in a fresh `deno eval` process.
 // Counts are printed after the run ("report" lines).
-import { ServicePrincipalAuthentication } from '../src/credentials/service_principal.ts'
+import {
+  clientCertificate,
+  ServicePrincipalAuthentication,
+} from '../src/credentials/service_principal.ts'
 import { createTokenCache } from '../src/token_cache.ts'
 import { _decodeJwt } from '../src/jwt.ts'
 import { fakeClock, serveLoopback } from '../test/_fixtures/loopback.ts'
@@ -79,7 +82,7 @@ Deno.bench(
     await new ServicePrincipalAuthentication({
       tenantId: TENANT,
       servicePrincipalId: CLIENT,
-      certificate: { privateKey: rsa2048KeyPem, certificate: rsa2048CertPem },
+      certificate: clientCertificate({ privateKey: rsa2048KeyPem, certificate: rsa2048CertPem }),
       authorityHost: server.origin,
       env: {},
       cache: createTokenCache(),
@@ -112,7 +115,7 @@ Deno.bench('construct a certificate credential (sync PEM parse + thumbprint)', {
   new ServicePrincipalAuthentication({
     tenantId: TENANT,
     servicePrincipalId: CLIENT,
-    certificate: { privateKey: rsa4096KeyPem, certificate: rsa4096CertPem },
+    certificate: clientCertificate({ privateKey: rsa4096KeyPem, certificate: rsa4096CertPem }),
     env: {},
   })
 })
@@ -139,7 +142,7 @@ async function simulate(minutes: number, lifetimeS: number) {
   const auth = new ServicePrincipalAuthentication({
     tenantId: TENANT,
     servicePrincipalId: CLIENT,
-    certificate: { privateKey: rsa2048KeyPem, certificate: rsa2048CertPem },
+    certificate: clientCertificate({ privateKey: rsa2048KeyPem, certificate: rsa2048CertPem }),
     authorityHost: 'https://login.microsoftonline.com',
     env: {},
     cache: createTokenCache(),

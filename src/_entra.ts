@@ -16,7 +16,7 @@ export const ENTRA_WHAT = 'Microsoft Entra ID'
 export const JWT_BEARER_ASSERTION = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer'
 
 /** Form fields whose values are secrets: never logged, scrubbed from server text. */
-export const SECRET_FORM_FIELDS: readonly string[] = /* @__PURE__ */ Object.freeze([
+export const SECRET_FORM_FIELDS: readonly string[] = [
   'client_secret',
   'client_assertion',
   'refresh_token',
@@ -25,7 +25,7 @@ export const SECRET_FORM_FIELDS: readonly string[] = /* @__PURE__ */ Object.free
   'code_verifier',
   'assertion',
   'password',
-])
+]
 
 /** Builds advice text for an Entra refusal from its AADSTS codes and OAuth error. */
 export type EntraAdvice = (
@@ -84,14 +84,8 @@ export function entraEndpoint(
 }
 
 /** The secrets of a request: its secret form values plus the extra ones. */
-export function _requestSecrets(opts: EntraRequestOptions): string[] {
-  const out: string[] = []
-  for (const f of SECRET_FORM_FIELDS) {
-    const v = opts.form[f]
-    if (v) out.push(v)
-  }
-  for (const s of opts.secrets ?? []) if (s) out.push(s)
-  return out
+export function _requestSecrets(opts: EntraRequestOptions): (string | undefined)[] {
+  return [...SECRET_FORM_FIELDS.map((f) => opts.form[f]), ...opts.secrets ?? []]
 }
 
 /**
@@ -181,7 +175,12 @@ export async function requestEntraToken(
   http: HttpContext,
   opts: EntraRequestOptions,
 ): Promise<AccessToken> {
-  return (await requestEntraTokenResult(http, opts)).accessToken
+  return _parseTokenResponse(await sendRequest(http, buildTokenRequest(opts)), {
+    what: opts.what ?? ENTRA_WHAT,
+    now: http.now(),
+    secrets: _requestSecrets(opts),
+    advice: opts.advice ?? DEFAULT_ADVICE,
+  })
 }
 
 /** How the user named each input, so that advice points at the right option or variable. */
@@ -198,12 +197,41 @@ export interface EntraAdviceNames {
   assertion: string
 }
 
-const DEFAULT_NAMES: EntraAdviceNames = {
+/**
+ * Advice texts by AADSTS code. `{clientId}`, `{tenantId}`, `{secret}`, `{certificate}` and
+ * `{assertion}` are replaced by the names the user configured (see {@linkcode EntraAdviceNames}).
+ */
+export type EntraAdviceTable = Readonly<Record<number, string>>
+
+/** The names that differ from their key (`tenantId` and `certificate` are named as such). */
+const DEFAULT_NAMES: Partial<EntraAdviceNames> = {
   clientId: 'servicePrincipalId',
-  tenantId: 'tenantId',
   secret: 'servicePrincipalPassword',
-  certificate: 'certificate',
   assertion: 'clientAssertion',
+}
+
+const SCOPES = 'Check the scopes: client credentials need <resource>/.default'
+const TENANT = "Check {tenantId}: use the directory's GUID or a verified domain"
+
+/**
+ * The advice every confidential client may need (secret, tenant, client id, scopes, consent,
+ * disabled app, Conditional Access). Certificate-only and assertion-only advice lives next to
+ * those strategies, user-flow advice with the interactive credential; they pass it in as `extra`.
+ */
+const CORE_ADVICE: EntraAdviceTable = {
+  7000215: "Check {secret}: use the secret's Value, not its ID; if it expired, create a new one",
+  7000222: 'The client secret has expired: create a new one and update {secret}',
+  700016: 'Check {clientId} and {tenantId}: no such application in that tenant',
+  90002: 'Check {tenantId} and the cloud: no such tenant there',
+  900023: TENANT,
+  50059: TENANT,
+  7000112: 'The application is disabled in this tenant: ask the tenant administrator',
+  70011: SCOPES,
+  1002012: SCOPES,
+  28000: 'Ask for one resource per token',
+  500011: 'The resource is not available in this tenant: check the scope and the cloud',
+  65001: 'The application lacks consent for this resource: grant admin consent',
+  53003: 'A Conditional Access policy blocked the sign-in: ask the tenant administrator',
 }
 
 /**
@@ -211,69 +239,19 @@ const DEFAULT_NAMES: EntraAdviceNames = {
  * option or variable to check. Unknown codes get none (the server's own text is in the message).
  *
  * @param names how the inputs are named where the credential was configured
+ * @param extra more advice (certificate, federated assertion, user flows); it takes precedence
  * @returns the advice function
  */
-export function entraAdvice(names: Partial<EntraAdviceNames> = {}): EntraAdvice {
-  const n: EntraAdviceNames = { ...DEFAULT_NAMES, ...names }
-  const table: Record<number, string> = {
-    7000215: `Check ${n.secret}: use the secret's Value (not its Secret ID); the secret may ` +
-      'have expired or been deleted, in which case create a new one under Certificates & secrets ' +
-      'of the app registration',
-    7000222: `The client secret has expired: create a new one under Certificates & secrets of ` +
-      `the app registration and update ${n.secret}`,
-    7000218: `The request carried no client credential: set ${n.secret}, ${n.certificate} or ` +
-      n.assertion,
-    700016: `Check ${n.clientId} and ${n.tenantId}: the application was not found in that ` +
-      'tenant (a typo in the client id, the wrong tenant, or the app is not registered or ' +
-      'consented there)',
-    90002: `Check ${n.tenantId} and the cloud: the tenant was not found, and a tenant exists in ` +
-      'one cloud only (public, China, US Government)',
-    900023: `Check ${n.tenantId}: it must be the directory's GUID or a verified domain`,
-    50059: `Set ${n.tenantId} to the directory's GUID or verified domain`,
-    700024: 'The client assertion is outside its valid time range: check the clock of this ' +
-      `machine; a federated token (${n.assertion}) may have expired, so give a fresh one each ` +
-      'time it is asked for',
-    700027: `Check ${n.certificate}: its certificate must be uploaded to the app registration ` +
-      '(Certificates & secrets) and not expired, and the private key must be the one that ' +
-      'belongs to it',
-    7000274: `Check ${n.certificate}: Entra ID did not accept the certificate used to sign the ` +
-      'client assertion (expired, not yet valid or not registered); upload a valid certificate ' +
-      'to the app registration',
-    7000112: 'The application is disabled in this tenant: enable it (Enterprise applications > ' +
-      'Properties) or ask the tenant administrator',
-    700021: `The client assertion's issuer or subject does not match ${n.clientId}, or the ` +
-      'assertion was used twice; check the client id',
-    700023: 'The client assertion was issued for another token endpoint: check the authority ' +
-      'host and that no proxy rewrites the token URL',
-    50027: `The client assertion is not a valid JWT: check what ${n.assertion} returns`,
-    70021: `No federated identity credential matches the assertion: check the issuer, subject ` +
-      `and audience (usually api://AzureADTokenExchange) configured for ${n.clientId}`,
-    700211: 'No federated identity credential matches the assertion issuer: check the issuer ' +
-      'configured on the app registration or managed identity',
-    700212: 'No federated identity credential matches the assertion audience: it is usually ' +
-      'api://AzureADTokenExchange',
-    700213: 'No federated identity credential matches the assertion subject: check the subject ' +
-      '(for Kubernetes: system:serviceaccount:<namespace>:<name>)',
-    70011: 'Check the scopes: an app-only (client credentials) token needs one resource with ' +
-      '/.default, e.g. https://management.azure.com/.default',
-    1002012: 'Check the scopes: client credentials need <resource>/.default, e.g. ' +
-      'https://management.azure.com/.default',
-    28000: 'Ask for one resource per token: pass the scopes of one resource only',
-    500011: 'The resource is not available in this tenant: check the scope (and the cloud), or ' +
-      'ask the tenant administrator to consent to the API',
-    65001: 'The application lacks consent for this resource: grant admin consent in the app ' +
-      'registration (API permissions)',
-    53003: 'A Conditional Access policy blocked the sign-in: ask the tenant administrator',
-    700025: `This application is a public client: it must not send ${n.secret} or ${n.certificate}`,
-    700082: 'The refresh token has expired: sign in again',
-    70008: 'The authorization code or refresh token has expired: sign in again',
-  }
+export function entraAdvice(
+  names: Partial<EntraAdviceNames> = {},
+  extra: EntraAdviceTable = {},
+): EntraAdvice {
+  const n: Record<string, string> = { ...DEFAULT_NAMES, ...names }
   return (codes) => {
     for (const c of codes) {
-      const text = table[c]
-      if (text !== undefined) return text
+      const text = extra[c] ?? CORE_ADVICE[c]
+      if (text) return text.replace(/\{(\w+)\}/g, (_, k) => n[k] ?? k)
     }
-    return undefined
   }
 }
 

@@ -4,7 +4,7 @@
 // @azure/identity is its Node build through Deno's npm support. See main.ts.
 // deno-lint-ignore-file no-console
 import { ClientCertificateCredential, ClientSecretCredential } from '@azure/identity'
-import { createTokenCache, ServicePrincipalAuthentication } from '../../mod.ts'
+import { clientCertificate, createTokenCache, ServicePrincipalAuthentication } from '../../mod.ts'
 import { type Credentials, type Phase, type PhaseInput, runPhase } from './phases.ts'
 
 /** The two libraries. */
@@ -27,7 +27,7 @@ const ours: Credentials = {
     const c = new ServicePrincipalAuthentication({
       tenantId: input.tenantId,
       servicePrincipalId: input.certClientId,
-      certificate: { privateKey: input.certKeyPem, certificate: input.certPem },
+      certificate: clientCertificate({ privateKey: input.certKeyPem, certificate: input.certPem }),
       authorityHost: input.origin,
       env: {},
       cache: createTokenCache(),

@@ -11,7 +11,7 @@ const { runPhase } = await import(pathToFileURL(phasesPath).href)
 
 async function credentials() {
   if (lib === 'ours') {
-    const { createTokenCache, ServicePrincipalAuthentication } = await import(
+    const { clientCertificate, createTokenCache, ServicePrincipalAuthentication } = await import(
       pathToFileURL(oursPath).href
     )
     const make = (input, extra) => {
@@ -34,7 +34,10 @@ async function credentials() {
       certificate: (input) =>
         make(input, {
           servicePrincipalId: input.certClientId,
-          certificate: { privateKey: input.certKeyPem, certificate: input.certPem },
+          certificate: clientCertificate({
+            privateKey: input.certKeyPem,
+            certificate: input.certPem,
+          }),
         }),
     }
   }

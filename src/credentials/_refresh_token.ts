@@ -63,7 +63,11 @@ export function _scopeParam(scopes: readonly string[]): string {
   return [...new Set([...scopes, ..._OIDC_SCOPES])].join(' ')
 }
 
-const ENTRA_ADVICE = /* @__PURE__ */ entraAdvice({ clientId: 'clientId', tenantId: 'tenantId' })
+// The core advice plus the user-flow code; expired codes and refresh tokens come as invalid_grant,
+// which _userGrantAdvice answers first.
+const ENTRA_ADVICE = /* @__PURE__ */ entraAdvice({ clientId: 'clientId', tenantId: 'tenantId' }, {
+  700025: 'This application is a public client: it must send no client secret or certificate',
+})
 
 /** Advice appended to Entra refusals of user grants. */
 export function _userGrantAdvice(codes: readonly number[], error: string | undefined): string {

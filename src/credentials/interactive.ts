@@ -47,6 +47,7 @@ import {
 import { AzureMLTokenAuthentication } from './azureml_token.ts'
 import { MsiAuthentication } from './msi.ts'
 import { ServicePrincipalAuthentication } from './service_principal.ts'
+import { servicePrincipalFromEnvironment } from './service_principal_env.ts'
 
 export type { AuthorizationRequest, BeginAuthorizationOptions } from './_auth_code.ts'
 export type { DeviceCodeCallback, DeviceCodeInfo } from './_device_code.ts'
@@ -274,7 +275,7 @@ export class InteractiveLoginAuthentication extends AbstractAuthentication {
           'service-principal',
           options.authorityHost === undefined
             // Reads the AZUREML_SERVICE_PRINCIPAL_* variables; errors then name them.
-            ? ServicePrincipalAuthentication.fromEnvironment(env, {
+            ? servicePrincipalFromEnvironment(env, {
               ...common,
               ...(options.tenantId !== undefined ? { tenantId: options.tenantId } : {}),
             })

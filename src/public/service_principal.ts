@@ -1,7 +1,8 @@
 /**
- * `ServicePrincipalAuthentication` (client secret, certificate, federated assertion) and
- * everything of `@aml-edge/auth/core`, without the other credentials: the smallest import for a
- * Worker or function that signs in as an app registration.
+ * `ServicePrincipalAuthentication` (client secret, `clientCertificate()`, federated assertion),
+ * `servicePrincipalFromEnvironment()` and everything of `@aml-edge/auth/core`, without the other
+ * credentials: the smallest import for a Worker or function that signs in as an app registration.
+ * A secret-based credential does not carry the certificate code (tree shaking drops it).
  *
  * @example A secret credential
  * ```ts
@@ -19,8 +20,15 @@
  */
 export * from './core.ts'
 export {
-  type CertificateCredential,
+  type ClientCertificate,
+  clientCertificate,
+  type ClientCertificateInput,
+} from '../credentials/client_certificate.ts'
+export {
   ServicePrincipalAuthentication,
   type ServicePrincipalAuthenticationOptions,
-  type ServicePrincipalFromEnvironmentOptions,
 } from '../credentials/service_principal.ts'
+export {
+  servicePrincipalFromEnvironment,
+  type ServicePrincipalFromEnvironmentOptions,
+} from '../credentials/service_principal_env.ts'

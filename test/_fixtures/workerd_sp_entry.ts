@@ -2,7 +2,10 @@
 // credential built from its bindings and answers GET /token?scope=... with a token. Bundled with
 // `deno bundle --platform browser` and run inside Miniflare (workerd), where Node's
 // `createPrivateKey` does not exist: only Web Crypto signs the client assertion.
-import { ServicePrincipalAuthentication } from '../../src/credentials/service_principal.ts'
+import {
+  clientCertificate,
+  ServicePrincipalAuthentication,
+} from '../../src/credentials/service_principal.ts'
 
 interface Bindings {
   TENANT_ID: string
@@ -21,11 +24,11 @@ export default {
       auth ??= new ServicePrincipalAuthentication({
         tenantId: env.TENANT_ID,
         servicePrincipalId: env.CLIENT_ID,
-        certificate: {
+        certificate: clientCertificate({
           privateKey: env.PRIVATE_KEY,
           certificate: env.CERTIFICATE,
           sendCertificateChain: env.SEND_CHAIN === 'true',
-        },
+        }),
         authorityHost: env.AUTHORITY_HOST,
         env: {},
       })

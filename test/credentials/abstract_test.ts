@@ -15,7 +15,7 @@ import {
   createTokenCache,
   InteractiveLoginAuthentication,
   MsiAuthentication,
-  ServicePrincipalAuthentication,
+  servicePrincipalFromEnvironment,
   TokenAuthentication,
 } from '@aml-edge/auth'
 import { DEMO, startEmulator } from '../../workers/emulator/serve.ts'
@@ -196,7 +196,7 @@ Deno.test('credentials keep the environment, and so its secrets, off their own p
       DEMO.msiSecret,
     ],
     [
-      ServicePrincipalAuthentication.fromEnvironment({
+      servicePrincipalFromEnvironment({
         AZURE_TENANT_ID: DEMO.tenantId,
         AZURE_CLIENT_ID: DEMO.clientId,
         AZURE_CLIENT_SECRET: DEMO.clientSecret,

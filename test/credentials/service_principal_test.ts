@@ -12,9 +12,12 @@ import {
 import { exportJWK, generateKeyPair, importX509, jwtVerify, SignJWT } from 'jose'
 import { DEMO, type RunningEmulator, startEmulator } from '../../workers/emulator/serve.ts'
 import {
+  clientCertificate,
+  type ClientCertificateInput,
   ServicePrincipalAuthentication,
   type ServicePrincipalAuthenticationOptions,
 } from '../../src/credentials/service_principal.ts'
+import { servicePrincipalFromEnvironment } from '../../src/credentials/service_principal_env.ts'
 import { AmlAuthError, AuthenticationError, CredentialUnavailableError } from '../../src/errors.ts'
 import {
   buildTokenRequest,
@@ -124,7 +127,7 @@ function certCredential(
   return new ServicePrincipalAuthentication({
     tenantId: TENANT,
     servicePrincipalId: CERT_CLIENT,
-    certificate: { privateKey: rsa2048KeyPem, certificate: rsa2048CertPem },
+    certificate: clientCertificate({ privateKey: rsa2048KeyPem, certificate: rsa2048CertPem }),
     authorityHost: emu.origin,
     env: {},
     cache: createTokenCache(),
@@ -188,10 +191,11 @@ Deno.test('ServicePrincipalAuthentication() validates options without I/O', () =
     [{ servicePrincipalPassword: '' }, 'servicePrincipalPassword must be a non-empty string'],
     [{ authorityHost: 'http://login.example.com' }, 'authorityHost must use https'],
     [{ authorityHost: 'not a url' }, 'authorityHost is not a valid URL'],
-    [{ authorityHost: 'https://login.example.com/?x=1' }, 'must not have a query'],
+    [{ authorityHost: 'https://login.example.com/?x=1' }, 'no token endpoint, query or fragment'],
+    [{ authorityHost: 'https://login.example.com/#f' }, 'no token endpoint, query or fragment'],
     [
       { authorityHost: `https://login.example.com/${TENANT}/oauth2/v2.0/token` },
-      'not a token endpoint',
+      'authorityHost must be the authority host',
     ],
     [{ additionallyAllowedTenants: 'x' }, 'additionallyAllowedTenants must be an array'],
     [{ additionallyAllowedTenants: ['ok.example', 'bad tenant'] }, 'additionallyAllowedTenants[1]'],
@@ -222,14 +226,14 @@ Deno.test('ServicePrincipalAuthentication() requires exactly one client credenti
   )
   assertStringIncludes(
     none.message,
-    'exactly one client credential: servicePrincipalPassword, certificate or clientAssertion (none was given)',
+    'exactly one client credential: servicePrincipalPassword, certificate, clientAssertion (none was given)',
   )
   const two = assertThrows(
     () =>
       new ServicePrincipalAuthentication({
         ...base,
         servicePrincipalPassword: 'p4ssw0rd-value',
-        certificate: { privateKey: rsa2048KeyPem, certificate: rsa2048CertPem },
+        certificate: clientCertificate({ privateKey: rsa2048KeyPem, certificate: rsa2048CertPem }),
       }),
     TypeError,
   )
@@ -241,7 +245,7 @@ Deno.test('ServicePrincipalAuthentication() requires exactly one client credenti
         ...base,
         servicePrincipalPassword: 'x',
         clientAssertion: () => 'a',
-        certificate: { privateKey: rsa2048KeyPem, certificate: rsa2048CertPem },
+        certificate: clientCertificate({ privateKey: rsa2048KeyPem, certificate: rsa2048CertPem }),
       }),
     TypeError,
   )
@@ -256,7 +260,7 @@ Deno.test('ServicePrincipalAuthentication() refuses encrypted keys and PFX with 
     new ServicePrincipalAuthentication({
       tenantId: TENANT,
       servicePrincipalId: CERT_CLIENT,
-      certificate: { privateKey, certificate } as { privateKey: string; certificate: string },
+      certificate: clientCertificate({ privateKey, certificate } as ClientCertificateInput),
       env: {},
       fetch: noFetch,
     })
@@ -284,7 +288,7 @@ Deno.test('ServicePrincipalAuthentication() checks the key belongs to the certif
     new ServicePrincipalAuthentication({
       tenantId: TENANT,
       servicePrincipalId: CERT_CLIENT,
-      certificate: certificate as { privateKey: string; certificate: string },
+      certificate: clientCertificate(certificate as unknown as ClientCertificateInput),
       env: {},
     })
   assertStringIncludes(
@@ -340,7 +344,7 @@ Deno.test('ServicePrincipalAuthentication() checks the key belongs to the certif
   assertThrows(
     make({ privateKey: pair.privateKey, certificate: rsa4096CertPem }),
     TypeError,
-    'key sizes differ',
+    'certificate.privateKey does not belong to the first certificate of certificate.certificate',
   )
   const pkcs1v15 = await crypto.subtle.importKey(
     'pkcs8',
@@ -354,6 +358,62 @@ Deno.test('ServicePrincipalAuthentication() checks the key belongs to the certif
     TypeError,
     "must be an RSA-PSS SHA-256 signing key: import it with { name: 'RSA-PSS', hash: 'SHA-256' }",
   )
+})
+
+Deno.test('ServicePrincipalAuthentication() refuses a certificate not made by clientCertificate()', () => {
+  const e = assertThrows(
+    () =>
+      new ServicePrincipalAuthentication({
+        tenantId: TENANT,
+        servicePrincipalId: CERT_CLIENT,
+        certificate: { privateKey: rsa2048KeyPem, certificate: rsa2048CertPem } as never,
+        env: {},
+      }),
+    TypeError,
+  )
+  assertStringIncludes(
+    e.message,
+    'certificate must be made by clientCertificate({ privateKey, certificate })',
+  )
+  assertHidden(e, [PEM_BODY_SAMPLE])
+  assertThrows(
+    () =>
+      new ServicePrincipalAuthentication({
+        tenantId: TENANT,
+        servicePrincipalId: CERT_CLIENT,
+        certificate: Object.freeze({ kind: 'certificate' as const }),
+        env: {},
+      }),
+    TypeError,
+    'clientCertificate',
+  )
+})
+
+Deno.test('clientCertificate() validates at once and returns an opaque value', () => {
+  const cert = clientCertificate({ privateKey: rsa2048KeyPem, certificate: rsa2048CertPem })
+  assertEquals(JSON.stringify(cert), '{"kind":"certificate"}')
+  assertHidden(cert, [PEM_BODY_SAMPLE, 'PRIVATE KEY'])
+  assert(Object.isFrozen(cert))
+  assertThrows(
+    () => clientCertificate(null as unknown as ClientCertificateInput),
+    TypeError,
+    'certificate must be an object { privateKey, certificate }',
+  )
+  assertThrows(
+    () => clientCertificate({ privateKey: rsa2048EncryptedPem, certificate: rsa2048CertPem }),
+    TypeError,
+    'certificate.privateKey is encrypted',
+  )
+  // One value may serve several credentials (the key is imported once for all).
+  const make = (tenantId: string) =>
+    new ServicePrincipalAuthentication({
+      tenantId,
+      servicePrincipalId: CERT_CLIENT,
+      certificate: cert,
+      env: {},
+    })
+  assertStringIncludes(String(make(TENANT)), 'credential=certificate')
+  assertStringIncludes(String(make(DEMO.secondTenantId)), 'credential=certificate')
 })
 
 function pkcs8Der(pem: string): Promise<Uint8Array<ArrayBuffer>> {
@@ -543,11 +603,11 @@ Deno.test('certificate (RSA 4096, with chain): x5c holds the certificate', async
   await using emu = await emulator()
   const auth = certCredential(emu, {
     servicePrincipalId: CERT4096_CLIENT,
-    certificate: {
+    certificate: clientCertificate({
       privateKey: rsa4096KeyPem,
       certificate: rsa4096CertPem,
       sendCertificateChain: true,
-    },
+    }),
   })
   await auth.getTokenForAudience('AZUREML')
   const a = assertAssertion(emu, 0, {
@@ -568,11 +628,15 @@ Deno.test('certificate chain: x5c lists leaf then CA only when sendCertificateCh
   await using emu = await emulator()
   const withChain = certCredential(emu, {
     servicePrincipalId: CHAIN_CLIENT,
-    certificate: { privateKey: chainKeyPem, certificate: chainPem, sendCertificateChain: true },
+    certificate: clientCertificate({
+      privateKey: chainKeyPem,
+      certificate: chainPem,
+      sendCertificateChain: true,
+    }),
   })
   const without = certCredential(emu, {
     servicePrincipalId: CHAIN_CLIENT,
-    certificate: { privateKey: chainKeyPem, certificate: chainPem },
+    certificate: clientCertificate({ privateKey: chainKeyPem, certificate: chainPem }),
   })
   await withChain.getToken()
   await without.getToken()
@@ -586,7 +650,7 @@ Deno.test('certificate chain: x5c lists leaf then CA only when sendCertificateCh
 Deno.test('certificate: a PKCS#1 key (BEGIN RSA PRIVATE KEY) works', async () => {
   await using emu = await emulator()
   const auth = certCredential(emu, {
-    certificate: { privateKey: rsa2048Pkcs1Pem, certificate: rsa2048CertPem },
+    certificate: clientCertificate({ privateKey: rsa2048Pkcs1Pem, certificate: rsa2048CertPem }),
   })
   await auth.getToken()
   assertAssertion(emu, 0, { clientId: CERT_CLIENT })
@@ -597,7 +661,7 @@ Deno.test('certificate: one PEM holding key and certificate can be passed as bot
   await using emu = await emulator()
   const combined = 'Bag Attributes\n    friendlyName: app\n' + rsa2048CertPem + rsa2048KeyPem
   const auth = certCredential(emu, {
-    certificate: { privateKey: combined, certificate: combined },
+    certificate: clientCertificate({ privateKey: combined, certificate: combined }),
   })
   await auth.getToken()
   assertEquals(tokenRequests(emu)[0]!.status, 200)
@@ -623,7 +687,9 @@ Deno.test('certificate: a CryptoKey (RSA-PSS, or an extractable RSA key) works',
     ['sign'],
   )
   for (const privateKey of [pss, rs]) {
-    const auth = certCredential(emu, { certificate: { privateKey, certificate: rsa2048CertPem } })
+    const auth = certCredential(emu, {
+      certificate: clientCertificate({ privateKey, certificate: rsa2048CertPem }),
+    })
     await auth.getToken()
     assertEquals(String(auth).includes('credential=certificate'), true)
   }
@@ -731,7 +797,7 @@ Deno.test('certificate: a reused assertion refused for jti replay is re-signed o
 Deno.test('certificate: an unregistered certificate gives AADSTS700027 with advice', async () => {
   await using emu = await emulator()
   const auth = certCredential(emu, {
-    certificate: { privateKey: rsa4096KeyPem, certificate: rsa4096CertPem },
+    certificate: clientCertificate({ privateKey: rsa4096KeyPem, certificate: rsa4096CertPem }),
   })
   const e = await assertRejects(() => auth.getToken(), AuthenticationError)
   assertEquals(e.code, 'ERR_AUTHENTICATION')
@@ -752,7 +818,7 @@ Deno.test('certificate: a CryptoKey that is not the certificate key fails signat
     ['sign'],
   )
   const auth = certCredential(emu, {
-    certificate: { privateKey: other, certificate: rsa2048CertPem },
+    certificate: clientCertificate({ privateKey: other, certificate: rsa2048CertPem }),
   })
   const e = await assertRejects(() => auth.getToken(), AuthenticationError)
   assertEquals(e.errorCodes, [700027])
@@ -859,7 +925,7 @@ Deno.test('fromEnvironment() workload identity: the token file is re-read after 
   try {
     const file = `${dir}/azure-identity-token`
     await Deno.writeTextFile(file, (await federatedToken(clock.now(), 'token-A')) + '\n')
-    const auth = ServicePrincipalAuthentication.fromEnvironment({
+    const auth = servicePrincipalFromEnvironment({
       AZURE_TENANT_ID: TENANT,
       AZURE_CLIENT_ID: FED_CLIENT,
       AZURE_FEDERATED_TOKEN_FILE: file,
@@ -976,7 +1042,7 @@ Deno.test('Entra refusals become AuthenticationError with AADSTS details and adv
       status: 401,
       code: 7000215,
       advice:
-        "Check servicePrincipalPassword: use the secret's Value (not its Secret ID); the secret may have expired",
+        "Check servicePrincipalPassword: use the secret's Value, not its ID; if it expired, create a new one",
     },
     {
       name: 'unknown client',
@@ -1147,11 +1213,11 @@ Deno.test('no secret appears in toString, JSON.stringify or Deno.inspect of any 
     secretCredential(emu),
     certCredential(emu),
     certCredential(emu, {
-      certificate: {
+      certificate: clientCertificate({
         privateKey: rsa2048KeyPem,
         certificate: rsa2048CertPem,
         sendCertificateChain: true,
-      },
+      }),
     }),
     new ServicePrincipalAuthentication({
       tenantId: TENANT,
@@ -1199,7 +1265,7 @@ Deno.test('credentials share cached tokens only when client, tenant, authority a
   const certA = certCredential(emu, { cache })
   const certB = certCredential(emu, {
     cache,
-    certificate: { privateKey: rsa2048Pkcs1Pem, certificate: rsa2048CertPem },
+    certificate: clientCertificate({ privateKey: rsa2048Pkcs1Pem, certificate: rsa2048CertPem }),
   })
   await certA.getToken()
   await certB.getToken()
@@ -1233,13 +1299,13 @@ Deno.test('fromEnvironment() reads AZURE_TENANT_ID, AZURE_CLIENT_ID, AZURE_CLIEN
   await using emu = await emulator()
   const env = emu.env('service-principal')
   delete env.AZUREML_SERVICE_PRINCIPAL_ID
-  const auth = ServicePrincipalAuthentication.fromEnvironment(env, { cache: createTokenCache() })
+  const auth = servicePrincipalFromEnvironment(env, { cache: createTokenCache() })
   await auth.getToken()
   assertEquals(tokenRequests(emu)[0]!.path, `/${TENANT}/oauth2/v2.0/token`)
   assertEquals(tokenRequests(emu)[0]!.form?.client_id, DEMO.clientId)
   assertHidden(auth, [DEMO.clientSecret])
   // Errors name the variables.
-  const bad = ServicePrincipalAuthentication.fromEnvironment(
+  const bad = servicePrincipalFromEnvironment(
     { ...env, AZURE_CLIENT_SECRET: 'wrong-secret-value' },
     { cache: createTokenCache() },
   )
@@ -1253,7 +1319,7 @@ Deno.test('fromEnvironment() prefers the AZUREML_SERVICE_PRINCIPAL_* variables',
     ...emu.env('service-principal'),
     AZURE_CLIENT_SECRET: 'wrong-secret-value',
   }
-  const auth = ServicePrincipalAuthentication.fromEnvironment(env, {
+  const auth = servicePrincipalFromEnvironment(env, {
     cache: createTokenCache(),
     cloud: {
       name: 'Emulator',
@@ -1265,7 +1331,7 @@ Deno.test('fromEnvironment() prefers the AZUREML_SERVICE_PRINCIPAL_* variables',
   })
   await auth.getToken()
   assertEquals(tokenRequests(emu)[0]!.status, 200)
-  const bad = ServicePrincipalAuthentication.fromEnvironment(
+  const bad = servicePrincipalFromEnvironment(
     { ...env, AZUREML_SERVICE_PRINCIPAL_PASSWORD: 'wrong-secret-value' },
     {
       cache: createTokenCache(),
@@ -1281,7 +1347,7 @@ Deno.test('fromEnvironment() prefers the AZUREML_SERVICE_PRINCIPAL_* variables',
   const e = await assertRejects(() => bad.getToken(), AuthenticationError)
   assertStringIncludes(e.message, 'Check AZUREML_SERVICE_PRINCIPAL_PASSWORD')
   // The tenantId option takes precedence over the tenant variable.
-  const t = ServicePrincipalAuthentication.fromEnvironment(env, { tenantId: 'contoso.example' })
+  const t = servicePrincipalFromEnvironment(env, { tenantId: 'contoso.example' })
   assertStringIncludes(String(t), 'tenantId=contoso.example')
 })
 
@@ -1295,7 +1361,7 @@ Deno.test('fromEnvironment() with AZURE_CLIENT_CERTIFICATE_PATH reads the PEM on
       ? Promise.reject(new Deno.errors.NotFound('no such file'))
       : Promise.resolve(file.content)
   }
-  const auth = ServicePrincipalAuthentication.fromEnvironment({
+  const auth = servicePrincipalFromEnvironment({
     AZURE_TENANT_ID: TENANT,
     AZURE_CLIENT_ID: CHAIN_CLIENT,
     AZURE_CLIENT_CERTIFICATE_PATH: '/secrets/app.pem',
@@ -1314,7 +1380,7 @@ Deno.test('fromEnvironment() with AZURE_CLIENT_CERTIFICATE_PATH reads the PEM on
   await auth.getTokenForAudience('AZUREML') // a second signing, not a second read
   assertEquals(reads, ['/secrets/app.pem', '/secrets/app.pem'], 'read once after success')
   // An encrypted key in the file is explained on first use.
-  const enc = ServicePrincipalAuthentication.fromEnvironment({
+  const enc = servicePrincipalFromEnvironment({
     AZURE_TENANT_ID: TENANT,
     AZURE_CLIENT_ID: CERT_CLIENT,
     AZURE_CLIENT_CERTIFICATE_PATH: '/secrets/enc.pem',
@@ -1337,7 +1403,7 @@ Deno.test('fromEnvironment() refuses certificate passwords and PFX files, saying
   const readFile = () => Promise.reject(new Error('must not read'))
   const e = assertThrows(
     () =>
-      ServicePrincipalAuthentication.fromEnvironment(
+      servicePrincipalFromEnvironment(
         { ...base, AZURE_CLIENT_CERTIFICATE_PASSWORD: 'pfx-password-value' },
         { readFile },
       ),
@@ -1351,7 +1417,7 @@ Deno.test('fromEnvironment() refuses certificate passwords and PFX files, saying
   assertHidden(e, ['pfx-password-value'])
   const pfx = assertThrows(
     () =>
-      ServicePrincipalAuthentication.fromEnvironment(
+      servicePrincipalFromEnvironment(
         { ...base, AZURE_CLIENT_CERTIFICATE_PATH: '/secrets/app.PFX' },
         { readFile },
       ),
@@ -1389,7 +1455,7 @@ Deno.test('fromEnvironment() names exactly the missing variables', () => {
   ]
   for (const [env, text] of cases) {
     const e = assertThrows(
-      () => ServicePrincipalAuthentication.fromEnvironment(env),
+      () => servicePrincipalFromEnvironment(env),
       CredentialUnavailableError,
     )
     assertEquals(e.code, 'ERR_CREDENTIAL_UNAVAILABLE')
@@ -1406,7 +1472,7 @@ Deno.test('fromEnvironment() reads the authority, allowed tenants and rejects ba
     AZURE_AUTHORITY_HOST: emu.origin + '/',
     AZURE_ADDITIONALLY_ALLOWED_TENANTS: ` ${DEMO.secondTenantDomain} ; other.example ;`,
   }
-  const auth = ServicePrincipalAuthentication.fromEnvironment(env, { cache: createTokenCache() })
+  const auth = servicePrincipalFromEnvironment(env, { cache: createTokenCache() })
   await auth.getToken(undefined, { tenantId: DEMO.secondTenantDomain })
   assertEquals(tokenRequests(emu)[0]!.path, `/${DEMO.secondTenantDomain}/oauth2/v2.0/token`)
   const denied = await assertRejects(
@@ -1426,7 +1492,7 @@ Deno.test('fromEnvironment() reads the authority, allowed tenants and rejects ba
     ]
   ) {
     assertThrows(
-      () => ServicePrincipalAuthentication.fromEnvironment({ ...env, [k!]: v! }),
+      () => servicePrincipalFromEnvironment({ ...env, [k!]: v! }),
       TypeError,
       text,
     )
@@ -1435,7 +1501,7 @@ Deno.test('fromEnvironment() reads the authority, allowed tenants and rejects ba
 
 Deno.test('fromEnvironment() defaults to the env option, then the runtime environment', () => {
   const env = { AZURE_TENANT_ID: TENANT, AZURE_CLIENT_ID: 'c', AZURE_CLIENT_SECRET: 's' }
-  const a = ServicePrincipalAuthentication.fromEnvironment(undefined, { env })
+  const a = servicePrincipalFromEnvironment(undefined, { env })
   assertStringIncludes(String(a), `tenantId=${TENANT}`)
 })
 
@@ -1501,7 +1567,9 @@ Deno.test('requestEntraTokenResult() keeps refresh and id tokens; errors scrub e
           code: secrets[1],
           code_verifier: secrets[2],
         },
-        advice: entraAdvice({ clientId: 'clientId' }),
+        advice: entraAdvice({ clientId: 'clientId' }, {
+          700082: 'The refresh token has expired: sign in again',
+        }),
       }),
     AuthenticationError,
   )

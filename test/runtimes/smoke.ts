@@ -209,7 +209,7 @@ export async function smoke(env: SmokeEnv): Promise<SmokeResult[]> {
     const auth = new lib.ServicePrincipalAuthentication({
       tenantId: env.tenantId,
       servicePrincipalId: env.certClientId,
-      certificate: { privateKey: env.certKeyPem, certificate: env.certPem },
+      certificate: lib.clientCertificate({ privateKey: env.certKeyPem, certificate: env.certPem }),
       authorityHost: env.origin,
       env: {},
       cache: lib.createTokenCache(),

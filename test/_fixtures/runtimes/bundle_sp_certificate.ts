@@ -1,6 +1,6 @@
 // Bundle-size entry (b): a Worker-style handler that uses only a certificate-based service
 // principal (PS256 client assertion with Web Crypto), imported from the package root.
-import { ServicePrincipalAuthentication } from '../../../mod.ts'
+import { clientCertificate, ServicePrincipalAuthentication } from '../../../mod.ts'
 
 /** Returns an ARM bearer header for the certificate credential named by the bindings. */
 export function armHeader(
@@ -9,7 +9,7 @@ export function armHeader(
   return new ServicePrincipalAuthentication({
     tenantId: env.TENANT_ID,
     servicePrincipalId: env.CLIENT_ID,
-    certificate: { privateKey: env.PRIVATE_KEY, certificate: env.CERTIFICATE },
+    certificate: clientCertificate({ privateKey: env.PRIVATE_KEY, certificate: env.CERTIFICATE }),
     env: {},
   }).getAuthenticationHeader()
 }

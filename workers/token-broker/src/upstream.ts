@@ -12,7 +12,10 @@ import { _scopeOf } from '../../../src/clouds.ts'
 import type { FetchLike } from '../../../src/http.ts'
 import { createTokenCache } from '../../../src/token_cache.ts'
 import type { TokenStore } from '../../../src/token_store.ts'
-import { ServicePrincipalAuthentication } from '../../../src/credentials/service_principal.ts'
+import {
+  clientCertificate,
+  ServicePrincipalAuthentication,
+} from '../../../src/credentials/service_principal.ts'
 import type { BrokerConfig, KVNamespaceLike } from './env.ts'
 import { ConfigError } from './errors.ts'
 import type { SigningKey } from './run_tokens.ts'
@@ -132,11 +135,11 @@ export function createUpstream(config: BrokerConfig, options: UpstreamOptions): 
       : c.kind === 'certificate'
       ? new ServicePrincipalAuthentication({
         ...common,
-        certificate: {
+        certificate: clientCertificate({
           privateKey: c.privateKey,
           certificate: c.certificate,
           sendCertificateChain: c.sendChain,
-        },
+        }),
       })
       : new ServicePrincipalAuthentication({
         ...common,
