@@ -4,15 +4,11 @@
 // where it is sealed with AES-GCM under the user's key).
 import type { AccessToken } from '../access_token.ts'
 import { AmlAuthError } from '../errors.ts'
-import {
-  entraAdvice,
-  type EntraTokenResult,
-  parseEntraTokenResponse,
-  requestEntraTokenResult,
-} from '../_entra.ts'
-import type { HttpContext, HttpResponse } from '../http.ts'
+import { entraAdvice, type EntraTokenResult, requestEntraTokenResult } from '../_entra.ts'
+import type { HttpContext } from '../http.ts'
 import { _decodeJwt, _unb64 } from '../jwt.ts'
 import {
+  _checkStoreKey,
   _hashKey,
   _importStoreKey,
   _open,
@@ -20,6 +16,7 @@ import {
   type StoreKey,
   type TokenStore,
 } from '../token_store.ts'
+import { _checkString } from '../_validate.ts'
 
 /** The signed-in account, as read from the id_token (never verified: for display and checks). */
 export interface AccountInfo {
@@ -33,6 +30,16 @@ export interface AccountInfo {
   username?: string
 }
 
+/** The public client a user signs in to: where, in which tenant, with which client id. */
+export interface _App {
+  /** Entra authority host. */
+  authorityHost: string
+  /** Tenant (GUID, domain or `organizations`). */
+  tenant: string
+  /** Public client application id. */
+  clientId: string
+}
+
 /** What a token endpoint answered to a user grant. */
 export interface _TokenResult {
   accessToken: AccessToken
@@ -44,6 +51,11 @@ export interface _TokenResult {
 
 /** Scopes Entra needs to return a refresh token and an id_token. */
 export const _OIDC_SCOPES: readonly string[] = ['offline_access', 'openid', 'profile']
+
+/** A copy of `o` without its `undefined` values (optional fields stay absent, not undefined). */
+export function _defined<T extends object>(o: { [K in keyof T]: T[K] | undefined }): T {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T
+}
 
 /** Normalizes a `scopes` option of the user flows. */
 export function _scopeList(
@@ -69,7 +81,7 @@ const ENTRA_ADVICE = /* @__PURE__ */ entraAdvice({ clientId: 'clientId', tenantI
 export function _userGrantAdvice(codes: readonly number[], error: string | undefined): string {
   if (
     error === 'interaction_required' || error === 'invalid_grant' ||
-    codes.some((c) => c === 50076 || c === 50079 || c === 50078 || c === 50173 || c === 700082)
+    codes.some((c) => [50076, 50079, 50078, 50173, 700082].includes(c))
   ) {
     return 'Sign in again (signOut(), then authenticate() or beginAuthorization())'
   }
@@ -79,22 +91,15 @@ export function _userGrantAdvice(codes: readonly number[], error: string | undef
   return ENTRA_ADVICE(codes, error) ?? 'Check tenantId, clientId and the requested scopes'
 }
 
-/** Reads a successful user-grant answer: the token, a refresh token if any, and the account. */
-export function _readTokenResult(
-  res: HttpResponse,
-  opts: { what: string; now: number; secrets: readonly (string | undefined)[] },
-): _TokenResult {
-  return _toResult(parseEntraTokenResponse(res, { ...opts, advice: _userGrantAdvice }))
-}
-
-function _toResult(r: EntraTokenResult): _TokenResult {
+/** A user-grant answer as a result: the token, a refresh token if any, and the account. */
+export function _toResult(r: EntraTokenResult): _TokenResult {
   const rtIn = Number(r.body.refresh_token_expires_in)
-  return {
+  return _defined<_TokenResult>({
     accessToken: r.accessToken,
-    ...(r.refreshToken !== undefined ? { refreshToken: r.refreshToken } : {}),
-    ...(Number.isFinite(rtIn) && rtIn > 0 ? { refreshTokenExpiresIn: rtIn } : {}),
+    refreshToken: r.refreshToken,
+    refreshTokenExpiresIn: Number.isFinite(rtIn) && rtIn > 0 ? rtIn : undefined,
     account: _accountFrom(r.body, r.accessToken.token),
-  }
+  })
 }
 
 /** The account from `id_token` and `client_info`, else from the access token's claims. */
@@ -109,56 +114,61 @@ export function _accountFrom(body: Record<string, unknown>, accessToken: string)
       // an opaque token: try the next source
     }
   }
-  const str = (v: unknown) => typeof v === 'string' && v !== '' ? v : undefined
   const oid = str(claims.oid)
   const tid = str(claims.tid)
-  let home = oid !== undefined && tid !== undefined ? `${oid}.${tid}` : undefined
-  if (typeof body.client_info === 'string') {
-    try {
-      const info = JSON.parse(new TextDecoder().decode(_unb64(body.client_info)))
-      if (str(info?.uid) && str(info?.utid)) home = `${info.uid}.${info.utid}`
-    } catch {
-      // client_info is optional
-    }
+  let home = oid && tid && `${oid}.${tid}`
+  try {
+    const info = JSON.parse(new TextDecoder().decode(_unb64(body.client_info as string)))
+    if (str(info?.uid) && str(info?.utid)) home = `${info.uid}.${info.utid}`
+  } catch {
+    // client_info is optional
   }
-  const username = str(claims.preferred_username) ?? str(claims.upn) ?? str(claims.email) ??
-    str(claims.unique_name)
-  return {
-    ...(home !== undefined ? { homeAccountId: home } : {}),
-    ...(oid !== undefined ? { objectId: oid } : {}),
-    ...(tid !== undefined ? { tenantId: tid } : {}),
-    ...(username !== undefined ? { username } : {}),
-  }
+  return _defined<AccountInfo>({
+    homeAccountId: home,
+    objectId: oid,
+    tenantId: tid,
+    username: str(claims.preferred_username) ?? str(claims.upn) ?? str(claims.email) ??
+      str(claims.unique_name),
+  })
+}
+
+function str(v: unknown): string | undefined {
+  return typeof v === 'string' && v !== '' ? v : undefined
 }
 
 /** The `tid` claim of a token when it is a JWT, else `undefined`. */
 export function _tidOf(token: string): string | undefined {
   try {
-    const tid = _decodeJwt(token).tid
-    return typeof tid === 'string' && tid !== '' ? tid : undefined
+    return str(_decodeJwt(token).tid)
   } catch {
     return undefined
   }
 }
 
-/** POSTs a user grant to the token endpoint and reads the answer. */
+/**
+ * POSTs a user grant to the token endpoint (with `client_id` and `client_info` added) and reads
+ * the answer.
+ *
+ * @param ctx the credential's HTTP context
+ * @param app the public client
+ * @param form the grant's own fields
+ * @param what the grant, for messages (`refresh token`, `authorization code`)
+ * @param opts abort signal; tenant (default `app.tenant`)
+ */
 export async function _userGrant(
   ctx: HttpContext,
-  req: {
-    authorityHost: string
-    tenant: string
-    form: Record<string, string | undefined>
-    what: string
-    signal?: AbortSignal | undefined
-  },
+  app: _App,
+  form: Record<string, string | undefined>,
+  what: string,
+  opts: { signal?: AbortSignal | undefined; tenant?: string | undefined } = {},
 ): Promise<_TokenResult> {
   return _toResult(
     await requestEntraTokenResult(ctx, {
-      authority: req.authorityHost,
-      tenant: req.tenant,
-      form: req.form,
-      what: req.what,
-      signal: req.signal,
+      authority: app.authorityHost,
+      tenant: opts.tenant ?? app.tenant,
+      form: { client_id: app.clientId, client_info: '1', ...form },
+      what: `the Entra ID token endpoint (${what})`,
+      signal: opts.signal,
       advice: _userGrantAdvice,
     }),
   )
@@ -190,24 +200,11 @@ export function _sessionFrom(
   return { refreshToken: rt, account, expiresAt }
 }
 
-/** Checks a `TokenStore` at construction time. */
-export function _checkStore(store: unknown, option: string): TokenStore {
-  const s = store as Partial<TokenStore> | null
-  if (
-    s === null || typeof s !== 'object' || typeof s.get !== 'function' ||
-    typeof s.set !== 'function' || typeof s.delete !== 'function'
-  ) {
-    throw new TypeError(`${option} must have get, set and delete methods`)
-  }
-  return s as TokenStore
-}
-
-function storeError(action: string, cause: unknown): AmlAuthError {
-  return new AmlAuthError(
-    'ERR_STORE',
-    `Cannot ${action} the signed-in account in tokenStore; check the store (its error is the cause)`,
-    { cause },
-  )
+/** The options of a credential that keeps a session in a `TokenStore`. */
+export interface _StoreOptions {
+  tokenStore?: TokenStore
+  tokenStoreKey?: StoreKey
+  tokenStoreName?: string
 }
 
 /**
@@ -218,22 +215,46 @@ function storeError(action: string, cause: unknown): AmlAuthError {
 export class _SessionHolder {
   #session: _Session | undefined = undefined
   readonly #store: TokenStore | undefined
-  readonly #key: Promise<CryptoKey> | undefined
-  readonly #name: Promise<string> | undefined
+  /** The imported key and the entry name. */
+  readonly #keys: Promise<[CryptoKey, string]> | undefined
   readonly #now: () => number
 
-  constructor(
-    opts: { store?: TokenStore | undefined; key?: StoreKey | undefined; name: string },
-    now: () => number,
-  ) {
+  /**
+   * Checks the store options (construction time) and starts importing the key.
+   *
+   * @param o `tokenStore`, `tokenStoreKey` (required with it) and `tokenStoreName`
+   * @param app whose sign-in this is (part of the entry name)
+   * @param now the clock
+   * @throws {TypeError} for a store without key (or key without store), or a bad option
+   */
+  constructor(o: _StoreOptions, app: _App, now: () => number) {
     this.#now = now
-    if (opts.store !== undefined) {
-      this.#store = opts.store
-      this.#key = _importStoreKey(opts.key!)
-      this.#key.catch(() => {})
-      this.#name = _hashKey('aml-edge-auth/refresh-token\n' + opts.name)
-      this.#name.catch(() => {})
+    const store = o.tokenStore as Partial<TokenStore> | undefined
+    if ((store === undefined) !== (o.tokenStoreKey === undefined)) {
+      throw new TypeError(
+        'tokenStore and tokenStoreKey go together: the refresh token is only stored encrypted',
+      )
     }
+    const name = o.tokenStoreName === undefined
+      ? 'default'
+      : _checkString(o.tokenStoreName, 'tokenStoreName')
+    if (store === undefined) return
+    if (
+      store === null || typeof store !== 'object' || typeof store.get !== 'function' ||
+      typeof store.set !== 'function' || typeof store.delete !== 'function'
+    ) {
+      throw new TypeError('tokenStore must have get, set and delete methods')
+    }
+    this.#store = store as TokenStore
+    this.#keys = Promise.all([
+      _importStoreKey(_checkStoreKey(o.tokenStoreKey, 'tokenStoreKey')),
+      _hashKey(
+        ['aml-edge-auth/refresh-token', app.authorityHost, app.tenant, app.clientId, name].join(
+          '\n',
+        ),
+      ),
+    ])
+    this.#keys.catch(() => {})
   }
 
   /** Whether sessions outlive this object (a store was given). */
@@ -250,18 +271,10 @@ export class _SessionHolder {
 
   /** The session, read again from the store when there is one (another instance may rotate it). */
   async load(): Promise<_Session | undefined> {
-    if (this.#store === undefined) return this.current
-    let sealed: string | undefined
-    let key: CryptoKey
-    let name: string
-    try {
-      ;[key, name] = await Promise.all([this.#key!, this.#name!])
-      sealed = await this.#store.get(name)
-    } catch (e) {
-      throw storeError('read', e)
-    }
-    const plain = sealed === undefined ? undefined : await _open(key, name, sealed)
-    const stored = plain === undefined ? undefined : parseSession(plain)
+    const stored = await this.#io('read', async (store, [key, name]) => {
+      const sealed = await store.get(name)
+      return parseSession(sealed === undefined ? undefined : await _open(key, name, sealed))
+    })
     // A session only this object knows (its save failed) stays in use.
     if (stored !== undefined) this.#session = stored
     return this.current
@@ -270,36 +283,44 @@ export class _SessionHolder {
   /** Keeps a session in memory and, with a store, seals it there. */
   async save(session: _Session): Promise<void> {
     this.#session = session
-    if (this.#store === undefined) return
-    try {
-      const [key, name] = await Promise.all([this.#key!, this.#name!])
+    await this.#io('save', async (store, [key, name]) => {
       const value = JSON.stringify({
         v: 1,
         rt: session.refreshToken,
         account: session.account,
         exp: session.expiresAt,
       })
-      await this.#store.set(name, await _seal(key, name, value), { expiresAt: session.expiresAt })
-    } catch (e) {
-      throw storeError('save', e)
-    }
+      await store.set(name, await _seal(key, name, value), { expiresAt: session.expiresAt })
+    })
   }
 
   /** Forgets the session here and in the store. */
   async clear(): Promise<void> {
     this.#session = undefined
-    if (this.#store === undefined) return
+    await this.#io('delete', (store, [, name]) => store.delete(name))
+  }
+
+  /** Runs a store operation, if there is a store; its failure becomes `ERR_STORE`. */
+  async #io<T>(
+    action: string,
+    run: (store: TokenStore, keys: [CryptoKey, string]) => Promise<T>,
+  ): Promise<T | undefined> {
+    if (this.#store === undefined) return undefined
     try {
-      await this.#store.delete(await this.#name!)
-    } catch (e) {
-      throw storeError('delete', e)
+      return await run(this.#store, await this.#keys!)
+    } catch (cause) {
+      throw new AmlAuthError(
+        'ERR_STORE',
+        `Cannot ${action} the signed-in account in tokenStore; check the store (its error is the cause)`,
+        { cause },
+      )
     }
   }
 }
 
-function parseSession(plain: string): _Session | undefined {
+function parseSession(plain: string | undefined): _Session | undefined {
   try {
-    const v = JSON.parse(plain)
+    const v = JSON.parse(plain!)
     if (v?.v !== 1 || typeof v.rt !== 'string' || v.rt === '' || typeof v.exp !== 'number') {
       return undefined
     }
@@ -312,31 +333,4 @@ function parseSession(plain: string): _Session | undefined {
   } catch {
     return undefined
   }
-}
-
-/** The refresh-token grant: a token for any scope, silently, from the session's refresh token. */
-export function _refreshGrant(
-  ctx: HttpContext,
-  p: {
-    authorityHost: string
-    tenant: string
-    clientId: string
-    refreshToken: string
-    scopes: readonly string[]
-    claims?: string | undefined
-  },
-): Promise<_TokenResult> {
-  return _userGrant(ctx, {
-    authorityHost: p.authorityHost,
-    tenant: p.tenant,
-    form: {
-      client_id: p.clientId,
-      grant_type: 'refresh_token',
-      refresh_token: p.refreshToken,
-      scope: _scopeParam(p.scopes),
-      client_info: '1',
-      claims: p.claims,
-    },
-    what: 'the Entra ID token endpoint (refresh token)',
-  })
 }

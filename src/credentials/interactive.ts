@@ -8,7 +8,7 @@
  */
 import type { AccessToken, Audience } from '../access_token.ts'
 import { AmlAuthError, AuthenticationError, CredentialUnavailableError } from '../errors.ts'
-import { _checkStoreKey, type StoreKey, type TokenStore } from '../token_store.ts'
+import type { StoreKey, TokenStore } from '../token_store.ts'
 import {
   _checkAllowedTenants,
   _checkEndpoint,
@@ -32,16 +32,23 @@ import {
   type AuthorizationRequest,
   type BeginAuthorizationOptions,
 } from './_auth_code.ts'
-import { _deviceCodeFlow, type DeviceCodeCallback, type DeviceCodeInfo } from './_device_code.ts'
 import {
-  _checkStore,
-  _refreshGrant,
+  _aborted,
+  _deviceCodeFlow,
+  type DeviceCodeCallback,
+  type DeviceCodeInfo,
+} from './_device_code.ts'
+import {
+  type _App,
+  _defined,
   _scopeList,
+  _scopeParam,
   type _Session,
   _sessionFrom,
   _SessionHolder,
   _tidOf,
   type _TokenResult,
+  _userGrant,
   type AccountInfo,
 } from './_refresh_token.ts'
 import { AzureMLTokenAuthentication } from './azureml_token.ts'
@@ -171,8 +178,8 @@ export class InteractiveLoginAuthentication extends AbstractAuthentication {
   /** The public client application id. */
   readonly clientId: string
   readonly #ambient: AbstractAuthentication | undefined
-  readonly #authority: string
-  readonly #tenant: string
+  /** Authority host, tenant (`organizations` without `tenantId`) and client id. */
+  readonly #app: _App
   readonly #holder: _SessionHolder
   readonly #onDeviceCode: DeviceCodeCallback
   readonly #auto: boolean
@@ -202,10 +209,13 @@ export class InteractiveLoginAuthentication extends AbstractAuthentication {
       ? AZURE_CLI_CLIENT_ID
       : _checkString(options.clientId, 'clientId').trim()
     if (/\s/.test(this.clientId)) throw new TypeError('clientId must not contain spaces')
-    this.#authority = options.authorityHost === undefined
-      ? _checkEndpoint(this.cloud.activeDirectory, 'cloud.activeDirectory')
-      : _checkEndpoint(options.authorityHost, 'authorityHost')
-    this.#tenant = options.tenantId ?? 'organizations'
+    this.#app = {
+      authorityHost: options.authorityHost === undefined
+        ? _checkEndpoint(this.cloud.activeDirectory, 'cloud.activeDirectory')
+        : _checkEndpoint(options.authorityHost, 'authorityHost'),
+      tenant: options.tenantId ?? 'organizations',
+      clientId: this.clientId,
+    }
     if (options.onDeviceCode !== undefined && typeof options.onDeviceCode !== 'function') {
       throw new TypeError('onDeviceCode must be a function (info) => void')
     }
@@ -215,27 +225,7 @@ export class InteractiveLoginAuthentication extends AbstractAuthentication {
       options.additionallyAllowedTenants,
       'additionallyAllowedTenants',
     )
-    if (options.tokenStore !== undefined && options.tokenStoreKey === undefined) {
-      throw new TypeError(
-        'tokenStoreKey is required with tokenStore: the refresh token is only stored encrypted',
-      )
-    }
-    if (options.tokenStoreKey !== undefined && options.tokenStore === undefined) {
-      throw new TypeError('tokenStoreKey needs tokenStore')
-    }
-    const store = options.tokenStore === undefined
-      ? undefined
-      : _checkStore(options.tokenStore, 'tokenStore')
-    const key = options.tokenStoreKey === undefined
-      ? undefined
-      : _checkStoreKey(options.tokenStoreKey, 'tokenStoreKey')
-    const name = options.tokenStoreName === undefined
-      ? 'default'
-      : _checkString(options.tokenStoreName, 'tokenStoreName')
-    this.#holder = new _SessionHolder(
-      { store, key, name: [this.#authority, this.#tenant, this.clientId, name].join('\n') },
-      this._http.now,
-    )
+    this.#holder = new _SessionHolder(options, this.#app, this._http.now)
     const found = options.force === true ? undefined : this.#detectAmbient(options)
     this.ambient = found?.[0]
     this.#ambient = found?.[1]
@@ -246,16 +236,16 @@ export class InteractiveLoginAuthentication extends AbstractAuthentication {
     options: InteractiveLoginAuthenticationOptions,
   ): [AmbientSource, AbstractAuthentication] | undefined {
     const env = this._env
-    const common: CredentialOptions = {
+    const common = _defined<CredentialOptions>({
       cloud: this.cloud,
       env,
-      ...(options.fetch !== undefined ? { fetch: options.fetch } : {}),
-      ...(options.now !== undefined ? { now: options.now } : {}),
-      ...(options.sleep !== undefined ? { sleep: options.sleep } : {}),
-      ...(options.timeoutMs !== undefined ? { timeoutMs: options.timeoutMs } : {}),
-      ...(options.retry !== undefined ? { retry: options.retry } : {}),
-      ...(options.cache !== undefined ? { cache: options.cache } : {}),
-    }
+      fetch: options.fetch,
+      now: options.now,
+      sleep: options.sleep,
+      timeoutMs: options.timeoutMs,
+      retry: options.retry,
+      cache: options.cache,
+    })
     // As the Python SDK, a source whose variables are incomplete or malformed is skipped.
     if (env.MSI_ENDPOINT?.trim() || env.IDENTITY_ENDPOINT?.trim()) {
       try {
@@ -322,12 +312,7 @@ export class InteractiveLoginAuthentication extends AbstractAuthentication {
     try {
       // Refuse a tenant that is not allowed before anyone is asked to sign in.
       if (options?.tenantId !== undefined) this._resolveTenant(options.tenantId)
-      list = _scopeList(
-        scopes === undefined || scopes === '' || (Array.isArray(scopes) && scopes.length === 0)
-          ? undefined
-          : scopes,
-        this._scopeForAudience('ARM'),
-      )
+      list = _scopeList(scopes?.length ? scopes : undefined, this._scopeForAudience('ARM'))
     } catch (e) {
       return Promise.reject(e)
     }
@@ -404,18 +389,11 @@ export class InteractiveLoginAuthentication extends AbstractAuthentication {
    */
   async beginAuthorization(options: BeginAuthorizationOptions): Promise<AuthorizationRequest> {
     this.#refuseAmbient('beginAuthorization()')
-    const request = await _beginAuthorization({
-      authorityHost: this.#authority,
-      tenant: this.#tenant,
-      clientId: this.clientId,
-      defaultScope: this._scopeForAudience('ARM'),
-    }, options)
+    const request = await _beginAuthorization(this.#app, this._scopeForAudience('ARM'), options)
     // Also kept here (the latest few), so that this object can complete it from the URL alone.
-    this.#pending.set(request.url.searchParams.get('state')!, request.state)
-    for (const k of this.#pending.keys()) {
-      if (this.#pending.size <= MAX_PENDING) break
-      this.#pending.delete(k)
-    }
+    const pending = this.#pending
+    pending.set(request.url.searchParams.get('state')!, request.state)
+    if (pending.size > MAX_PENDING) pending.delete(pending.keys().next().value!)
     return request
   }
 
@@ -448,13 +426,13 @@ export class InteractiveLoginAuthentication extends AbstractAuthentication {
     if (pending === undefined) {
       throw new AmlAuthError(
         'ERR_RESPONSE_INVALID',
-        'The state of the callback URL matches no authorization begun by this object; pass the state beginAuthorization() returned, or start again',
+        'The callback URL state matches no authorization begun here; pass the state beginAuthorization() returned',
       )
     }
     if (sent !== null && this.#pending.get(sent) === pending) this.#pending.delete(sent)
     const { result, scopes } = await _completeAuthorization(
       this._http,
-      { authorityHost: this.#authority, tenant: this.#tenant, clientId: this.clientId },
+      this.#app,
       callbackUrl,
       pending,
       options.abortSignal,
@@ -499,17 +477,17 @@ export class InteractiveLoginAuthentication extends AbstractAuthentication {
   protected override _resolveTenant(tenantId: string): string | undefined {
     _checkTenantId(tenantId, 'tenantId')
     // Without a tenantId, users sign in to `organizations`: asking for that is no switch.
-    if (this.tenantId === undefined && tenantId.toLowerCase() === this.#tenant) return undefined
+    if (this.tenantId === undefined && tenantId.toLowerCase() === this.#app.tenant) return undefined
     return _switchTenant(tenantId, this.tenantId, this.#allowed, 'additionallyAllowedTenants')
   }
 
   /** A token from the ambient identity, the sign-in's first token, or the refresh token. */
   protected async _requestToken(request: TokenRequest): Promise<AccessToken> {
     if (this.#ambient !== undefined) {
-      return await this.#ambient.getToken(request.scopes, {
-        ...(request.claims !== undefined ? { claims: request.claims } : {}),
-        ...(request.tenantId !== undefined ? { tenantId: request.tenantId } : {}),
-      })
+      return await this.#ambient.getToken(
+        request.scopes,
+        _defined<GetTokenOptions>({ claims: request.claims, tenantId: request.tenantId }),
+      )
     }
     const plain = request.claims === undefined && request.tenantId === undefined
     const key = _scopeKey(request.scopes)
@@ -566,14 +544,19 @@ export class InteractiveLoginAuthentication extends AbstractAuthentication {
   }
 
   #refresh(session: _Session, request: TokenRequest): Promise<_TokenResult> {
-    return _refreshGrant(this._http, {
-      authorityHost: this.#authority,
-      tenant: request.tenantId ?? this.#tenant,
-      clientId: this.clientId,
-      refreshToken: session.refreshToken,
-      scopes: request.scopes,
-      claims: request.claims,
-    })
+    // The refresh-token grant: a token for any scope, silently.
+    return _userGrant(
+      this._http,
+      this.#app,
+      {
+        grant_type: 'refresh_token',
+        refresh_token: session.refreshToken,
+        scope: _scopeParam(request.scopes),
+        claims: request.claims,
+      },
+      'refresh token',
+      { tenant: request.tenantId },
+    )
   }
 
   #takeFirst(key: string): AccessToken | undefined {
@@ -585,7 +568,7 @@ export class InteractiveLoginAuthentication extends AbstractAuthentication {
   #refuseAmbient(what: string): void {
     if (this.ambient !== undefined) {
       throw new CredentialUnavailableError(
-        `${what} signs a user in, but this credential uses the ambient ${this.ambient} identity; pass force: true to sign a user in instead`,
+        `${what} signs a user in, but this credential uses the ambient ${this.ambient} identity; pass force: true to sign one in`,
       )
     }
   }
@@ -628,7 +611,7 @@ export class InteractiveLoginAuthentication extends AbstractAuthentication {
     if (session === undefined) {
       throw new AmlAuthError(
         'ERR_RESPONSE_INVALID',
-        'Entra ID returned no refresh token after the sign-in; the offline_access scope may be blocked for this application',
+        'Entra ID returned no refresh token; check that the application may use the offline_access scope',
       )
     }
     this._forgetTokens()
@@ -672,36 +655,17 @@ export class InteractiveLoginAuthentication extends AbstractAuthentication {
     return new Promise<_Session>((resolve, reject) => {
       flight.waiting++
       let done = false
-      const leave = () => {
-        if (done) return false
+      const settle = <T>(fn: (v: T) => void, v: T, abort?: boolean) => {
+        if (done) return
         done = true
         signal.removeEventListener('abort', onAbort)
-        if (--flight.waiting === 0 && !flight.pinned) flight.controller.abort()
-        return true
+        if (--flight.waiting === 0 && abort && !flight.pinned) flight.controller.abort()
+        fn(v)
       }
-      const onAbort = () => {
-        if (leave()) {
-          reject(new AmlAuthError('ERR_ABORTED', 'The sign-in was aborted by the caller'))
-        }
-      }
+      const onAbort = () => settle(reject, _aborted(), true)
       if (signal.aborted) return onAbort()
       signal.addEventListener('abort', onAbort, { once: true })
-      flight.promise.then(
-        (s) => {
-          if (done) return
-          done = true
-          signal.removeEventListener('abort', onAbort)
-          flight.waiting--
-          resolve(s)
-        },
-        (e) => {
-          if (done) return
-          done = true
-          signal.removeEventListener('abort', onAbort)
-          flight.waiting--
-          reject(e)
-        },
-      )
+      flight.promise.then((s) => settle(resolve, s), (e) => settle(reject, e))
     })
   }
 
@@ -715,13 +679,10 @@ export class InteractiveLoginAuthentication extends AbstractAuthentication {
     if (stored !== undefined) return stored
     if (!this.#auto && !how.explicit) {
       throw new CredentialUnavailableError(
-        'No user is signed in to InteractiveLoginAuthentication; call authenticate() or beginAuthorization() and completeAuthorization() first',
+        'No user is signed in; call authenticate(), or beginAuthorization() and completeAuthorization(), first',
       )
     }
-    const result = await _deviceCodeFlow(this._http, {
-      authorityHost: this.#authority,
-      tenant: this.#tenant,
-      clientId: this.clientId,
+    const result = await _deviceCodeFlow(this._http, this.#app, {
       scopes,
       onDeviceCode: this.#onDeviceCode,
       signal,
