@@ -3,7 +3,7 @@
 // Fernet token of the UTF-8 run token, under the key derived from `AZUREML_RUN_TOKEN_PASS` and
 // `AZUREML_RUN_TOKEN_RAND`. All file-system access goes through injectable functions whose
 // defaults come from `src/env.ts`, so runtimes without a file system simply pass none.
-import { _deriveRunTokenKey, _fernetDecrypt, _fernetEncrypt, _importFernetKey } from '../_fernet.ts'
+import { _deriveRunTokenKey, _fernetOpen, _fernetSeal, _importFernetKey } from '../_fernet.ts'
 import type { _FernetKey } from '../_fernet.ts'
 import { _readDir, _writeTextFile, defaultFileReader, type Env, type FileReader } from '../env.ts'
 import { _jwtExpiry } from '../jwt.ts'
@@ -123,9 +123,7 @@ export async function _readSharedToken(sharing: _Sharing): Promise<_SharedToken 
     try {
       const text = await sharing.readFile(`${sharing.dir}/${name}`)
       if (text.length > MAX_FILE_CHARS) continue
-      const token = new TextDecoder('utf-8', { fatal: true }).decode(
-        await _fernetDecrypt(key, text.trim()),
-      )
+      const token = new TextDecoder('utf-8', { fatal: true }).decode(await _fernetOpen(key, text))
       return { token, expiresOn: _jwtExpiry(token, 'shared run token') }
     } catch {
       // A partial, corrupt or foreign file: try the next newest.
@@ -151,9 +149,7 @@ export async function _writeSharedToken(
   nowMs: number,
 ): Promise<boolean> {
   try {
-    const sealed = await _fernetEncrypt(await sharing.key(), token, {
-      timestamp: Math.floor(nowMs / 1000),
-    })
+    const sealed = await _fernetSeal(await sharing.key(), token, Math.floor(nowMs / 1000))
     await sharing.writeFile(`${sharing.dir}/${_tokenFileName(nowMs)}`, sealed)
     return true
   } catch {
