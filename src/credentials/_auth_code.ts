@@ -159,7 +159,7 @@ export async function _completeAuthorization(
   if (got === null || !sameString(got, pending.s)) {
     throw new AmlAuthError(
       'ERR_RESPONSE_INVALID',
-      'The state of the callback URL does not match the pending authorization; start again with beginAuthorization()',
+      'The callback URL state does not match; start again with beginAuthorization()',
     )
   }
   const error = q.get('error')
@@ -173,7 +173,7 @@ export async function _completeAuthorization(
       request: 'the authorization',
       advice: (codes, err) =>
         err === 'access_denied' || err === 'consent_required' || err === 'interaction_required'
-          ? 'Start the sign-in again with beginAuthorization() (the user declined or must consent)'
+          ? 'Start again with beginAuthorization() (the user declined or must consent)'
           : _userGrantAdvice(codes, err),
     })
   }

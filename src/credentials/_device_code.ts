@@ -31,6 +31,7 @@ export type DeviceCodeCallback = (info: DeviceCodeInfo) => void | Promise<void>
 /** The RFC 8628 grant type. */
 export const _DEVICE_CODE_GRANT: string = 'urn:ietf:params:oauth:grant-type:device_code'
 
+const EXPIRED = 'The device code expired; start the sign-in again and finish it in time'
 /** Extra seconds RFC 8628 asks for after `slow_down`. */
 const SLOW_DOWN_S = 5
 
@@ -100,10 +101,7 @@ export async function _deviceCodeFlow(
   for (;;) {
     if (p.signal?.aborted) throw _aborted()
     if (ctx.now() + interval * 1000 >= deadline) {
-      throw new AmlAuthError(
-        'ERR_TIMEOUT',
-        `The device code expired after ${expiresIn} s before the sign-in was completed; start the sign-in again and finish it in time`,
-      )
+      throw new AmlAuthError('ERR_TIMEOUT', EXPIRED)
     }
     try {
       await ctx.sleep(interval * 1000, p.signal)
@@ -120,7 +118,7 @@ export async function _deviceCodeFlow(
       secrets: [deviceCode],
       advice: (codes: readonly number[], err: string | undefined) =>
         err === 'expired_token'
-          ? 'The device code expired; start the sign-in again and finish it in time'
+          ? EXPIRED
           : err === 'authorization_declined'
           ? 'The user declined the sign-in'
           : _userGrantAdvice(codes, err),

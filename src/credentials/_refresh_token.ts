@@ -86,7 +86,7 @@ export function _userGrantAdvice(codes: readonly number[], error: string | undef
     return 'Sign in again (signOut(), then authenticate() or beginAuthorization())'
   }
   if (codes.includes(7000218)) {
-    return 'The application is not a public client: enable "Allow public client flows" on it, or use ServicePrincipalAuthentication'
+    return 'Enable "Allow public client flows" on the application, or use ServicePrincipalAuthentication'
   }
   return ENTRA_ADVICE(codes, error) ?? 'Check tenantId, clientId and the requested scopes'
 }
@@ -311,7 +311,7 @@ export class _SessionHolder {
     } catch (cause) {
       throw new AmlAuthError(
         'ERR_STORE',
-        `Cannot ${action} the signed-in account in tokenStore; check the store (its error is the cause)`,
+        `Cannot ${action} the signed-in account in tokenStore; check the store (see the cause)`,
         { cause },
       )
     }

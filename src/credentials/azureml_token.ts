@@ -11,6 +11,7 @@ import { _parseJsonObject, type HttpResponse, sendRequest } from '../http.ts'
 import { _jwtExpiry } from '../jwt.ts'
 import { _authError, _parseIsoWithZone } from '../token_response.ts'
 import { _checkEndpoint, _checkPositive, _checkString } from '../_validate.ts'
+import { _checkFunction } from '../_validate.ts'
 import {
   _uniqueIdentity,
   AbstractAuthentication,
@@ -374,7 +375,7 @@ export class AzureMLTokenAuthentication extends AbstractAuthentication {
       throw new CredentialUnavailableError(
         `AzureMLTokenAuthentication.fromEnvironment needs ${
           missing.join(', ')
-        } (not set); Azure ML sets these inside a run (outside one, use create())`,
+        }, not set (Azure ML sets them in a run; elsewhere use create())`,
       )
     }
     return register(all as unknown as AzureMLTokenCreateOptions, 2)
@@ -481,9 +482,7 @@ export class AzureMLTokenAuthentication extends AbstractAuthentication {
    */
   startAutoRefresh(options: AutoRefreshOptions = {}): AutoRefresh {
     const intervalMs = _checkPositive(options.intervalMs, 'intervalMs') ?? 30_000
-    if (options.onError !== undefined && typeof options.onError !== 'function') {
-      throw new TypeError('onError must be a function')
-    }
+    _checkFunction(options.onError, 'onError', '(error) => void')
     if (this.#refreshUrl === undefined) throw this.#notRefreshable()
     this.stopAutoRefresh()
     const onError = options.onError
@@ -642,7 +641,7 @@ export class AzureMLTokenAuthentication extends AbstractAuthentication {
             last.status !== undefined ? ', status ' + last.status : ''
           })`
           : 'could not be refreshed'
-      }; get a new run token (e.g. restart the run's process with a fresh AZUREML_RUN_TOKEN)`,
+      }; get a new run token`,
       last && { cause: last },
     )
   }
@@ -661,7 +660,7 @@ function notRefreshable(missing: readonly string[]): string {
 function unsupported(what: string): AmlAuthError {
   return new AmlAuthError(
     'ERR_UNSUPPORTED_AUDIENCE',
-    `${what} is not supported for run tokens: they only authorize the run's own calls to Azure ML (for ARM and Azure ML client tokens, use ServicePrincipalAuthentication or MsiAuthentication)`,
+    `${what} is not supported for run tokens; use ServicePrincipalAuthentication or MsiAuthentication for ARM and Azure ML tokens`,
   )
 }
 
@@ -758,7 +757,7 @@ function checkRoute(value: unknown): string {
     )
   ) {
     throw new TypeError(
-      `refreshRoute must be a path starting with a single /, without query or fragment, and with placeholders among {${
+      `refreshRoute must be a path starting with one /, without query or fragment, with placeholders among {${
         _RUN_SCOPE_FIELDS.join('}, {')
       }}`,
     )
@@ -795,7 +794,7 @@ export function _expirySeconds(value: unknown, option: string): number {
   if (typeof parsed === 'number') return Math.floor(parsed / 1000)
   throw new TypeError(
     `${option} must be a Date, epoch seconds, or an ISO 8601 date-time with a time zone${
-      parsed === 'no-zone' ? ' (add Z or an offset such as +00:00; the zone is never guessed)' : ''
+      parsed === 'no-zone' ? ' (add Z or an offset: the zone is never guessed)' : ''
     }`,
   )
 }

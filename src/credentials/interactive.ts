@@ -12,6 +12,7 @@ import type { StoreKey, TokenStore } from '../token_store.ts'
 import {
   _checkAllowedTenants,
   _checkEndpoint,
+  _checkFunction,
   _checkString,
   _checkTenantId,
   _GUID_RE,
@@ -210,15 +211,14 @@ export class InteractiveLoginAuthentication extends AbstractAuthentication {
       : _checkString(options.clientId, 'clientId').trim()
     if (/\s/.test(this.clientId)) throw new TypeError('clientId must not contain spaces')
     this.#app = {
-      authorityHost: options.authorityHost === undefined
-        ? _checkEndpoint(this.cloud.activeDirectory, 'cloud.activeDirectory')
-        : _checkEndpoint(options.authorityHost, 'authorityHost'),
+      authorityHost: _checkEndpoint(
+        options.authorityHost ?? this.cloud.activeDirectory,
+        options.authorityHost === undefined ? 'cloud.activeDirectory' : 'authorityHost',
+      ),
       tenant: options.tenantId ?? 'organizations',
       clientId: this.clientId,
     }
-    if (options.onDeviceCode !== undefined && typeof options.onDeviceCode !== 'function') {
-      throw new TypeError('onDeviceCode must be a function (info) => void')
-    }
+    _checkFunction(options.onDeviceCode, 'onDeviceCode', '(info) => void')
     this.#onDeviceCode = options.onDeviceCode ?? printPrompt
     this.#auto = options.disableAutomaticAuthentication !== true
     this.#allowed = _checkAllowedTenants(
@@ -568,7 +568,7 @@ export class InteractiveLoginAuthentication extends AbstractAuthentication {
   #refuseAmbient(what: string): void {
     if (this.ambient !== undefined) {
       throw new CredentialUnavailableError(
-        `${what} signs a user in, but this credential uses the ambient ${this.ambient} identity; pass force: true to sign one in`,
+        `${what} signs a user in, but this credential uses the ambient ${this.ambient} identity (pass force: true)`,
       )
     }
   }
@@ -580,7 +580,7 @@ export class InteractiveLoginAuthentication extends AbstractAuthentication {
     if (tid !== undefined && tid.toLowerCase() !== expected.toLowerCase()) {
       throw new AmlAuthError(
         'ERR_TENANT_NOT_ALLOWED',
-        'The token was issued in another tenant than tenantId; sign in with an account of that tenant (signOut() first) or change tenantId',
+        'The token was issued in another tenant than tenantId; sign in with an account of that tenant or change tenantId',
       )
     }
     this.#checked.add(token)
@@ -679,7 +679,7 @@ export class InteractiveLoginAuthentication extends AbstractAuthentication {
     if (stored !== undefined) return stored
     if (!this.#auto && !how.explicit) {
       throw new CredentialUnavailableError(
-        'No user is signed in; call authenticate(), or beginAuthorization() and completeAuthorization(), first',
+        'No user is signed in; call authenticate() or beginAuthorization() first',
       )
     }
     const result = await _deviceCodeFlow(this._http, this.#app, {
