@@ -114,9 +114,8 @@ function readPending(state: unknown, clientId: string): _Pending {
     // reported below
   }
   if (
-    typeof state !== 'string' || v?.v !== 1 || typeof v.s !== 'string' ||
-    typeof v.cv !== 'string' || typeof v.r !== 'string' || !Array.isArray(v.sc) ||
-    typeof v.c !== 'string'
+    typeof state !== 'string' || v?.v !== 1 || !Array.isArray(v.sc) ||
+    ![v.s, v.cv, v.r, v.c].every((x) => typeof x === 'string')
   ) {
     throw new TypeError('state must be the string beginAuthorization() returned')
   }

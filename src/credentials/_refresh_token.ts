@@ -318,18 +318,16 @@ export class _SessionHolder {
   }
 }
 
+/**
+ * Reads a session this module sealed (AES-GCM authenticates it, so only our own writes open);
+ * anything of another shape, e.g. from another version, is ignored.
+ */
 function parseSession(plain: string | undefined): _Session | undefined {
   try {
     const v = JSON.parse(plain!)
-    if (v?.v !== 1 || typeof v.rt !== 'string' || v.rt === '' || typeof v.exp !== 'number') {
-      return undefined
-    }
-    const a = v.account && typeof v.account === 'object' ? v.account : {}
-    const account: AccountInfo = {}
-    for (const k of ['homeAccountId', 'objectId', 'tenantId', 'username'] as const) {
-      if (typeof a[k] === 'string') account[k] = a[k]
-    }
-    return { refreshToken: v.rt, account, expiresAt: v.exp }
+    return v?.v === 1 && typeof v.rt === 'string' && v.rt && typeof v.exp === 'number'
+      ? { refreshToken: v.rt, account: { ...v.account }, expiresAt: v.exp }
+      : undefined
   } catch {
     return undefined
   }

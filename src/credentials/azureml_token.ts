@@ -818,14 +818,14 @@ export function _parseRunTokenResponse(
       status: res.status,
     })
   if (typeof body.token !== 'string' || body.token.trim() === '') {
-    throw invalid('token is missing or not a string')
+    throw invalid('token is missing')
   }
   const expiry = typeof body.expiryTimeUtc === 'string'
     ? _parseIsoWithZone(body.expiryTimeUtc)
     : undefined
   if (typeof expiry !== 'number' || expiry <= nowMs) {
     throw invalid(
-      'expiryTimeUtc is missing, in the past, or not an ISO 8601 date-time with a time zone',
+      'expiryTimeUtc is in the past or not an ISO 8601 date-time with a time zone',
     )
   }
   return new AccessToken(body.token, Math.floor(expiry / 1000))

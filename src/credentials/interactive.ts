@@ -416,20 +416,20 @@ export class InteractiveLoginAuthentication extends AbstractAuthentication {
     options: { abortSignal?: AbortSignal } = {},
   ): Promise<AccountInfo> {
     this.#refuseAmbient('completeAuthorization()')
-    let sent: string | null = null
+    let sent = ''
     try {
-      sent = new URL(callbackUrl).searchParams.get('state')
+      sent = new URL(callbackUrl).searchParams.get('state') ?? ''
     } catch {
       // _completeAuthorization reports the bad URL
     }
-    const pending = state ?? (sent === null ? undefined : this.#pending.get(sent))
+    const pending = state ?? this.#pending.get(sent)
     if (pending === undefined) {
       throw new AmlAuthError(
         'ERR_RESPONSE_INVALID',
         'The callback URL state matches no authorization begun here; pass the state beginAuthorization() returned',
       )
     }
-    if (sent !== null && this.#pending.get(sent) === pending) this.#pending.delete(sent)
+    if (this.#pending.get(sent) === pending) this.#pending.delete(sent)
     const { result, scopes } = await _completeAuthorization(
       this._http,
       this.#app,
@@ -489,12 +489,14 @@ export class InteractiveLoginAuthentication extends AbstractAuthentication {
         _defined<GetTokenOptions>({ claims: request.claims, tenantId: request.tenantId }),
       )
     }
-    const plain = request.claims === undefined && request.tenantId === undefined
-    const key = _scopeKey(request.scopes)
+    // Only a plain request may take the sign-in's first token ('' is never a key of #first).
+    const key = request.claims === undefined && request.tenantId === undefined
+      ? _scopeKey(request.scopes)
+      : ''
     let session = this.#holder.current
-    if (session === undefined || (plain && this.#first.has(key))) {
+    if (session === undefined || this.#first.has(key)) {
       session = await this.#session(request.scopes, undefined)
-      const first = plain ? this.#takeFirst(key) : undefined
+      const first = this.#takeFirst(key)
       if (first !== undefined) return first
     }
     if (this.#holder.persistent) {
@@ -507,7 +509,7 @@ export class InteractiveLoginAuthentication extends AbstractAuthentication {
     } catch (e) {
       if (
         !(e instanceof AuthenticationError) ||
-        (e.error !== 'invalid_grant' && e.error !== 'interaction_required')
+        !['invalid_grant', 'interaction_required'].includes(e.error!)
       ) {
         throw e
       }
@@ -516,7 +518,7 @@ export class InteractiveLoginAuthentication extends AbstractAuthentication {
       if (e.error === 'invalid_grant') await this.#holder.clear().catch(() => {})
       if (!this.#auto) throw e
       session = await this.#session(request.scopes, undefined, { fresh: true })
-      const first = plain ? this.#takeFirst(key) : undefined
+      const first = this.#takeFirst(key)
       if (first !== undefined) return first
       result = await this.#refresh(session, request)
     }
@@ -651,21 +653,18 @@ export class InteractiveLoginAuthentication extends AbstractAuthentication {
       f.pinned = true
       return f.promise
     }
+    // Join with a signal: leave on abort, and end the sign-in when the last such caller left.
     const flight = f
-    return new Promise<_Session>((resolve, reject) => {
-      flight.waiting++
-      let done = false
-      const settle = <T>(fn: (v: T) => void, v: T, abort?: boolean) => {
-        if (done) return
-        done = true
-        signal.removeEventListener('abort', onAbort)
-        if (--flight.waiting === 0 && abort && !flight.pinned) flight.controller.abort()
-        fn(v)
-      }
-      const onAbort = () => settle(reject, _aborted(), true)
-      if (signal.aborted) return onAbort()
-      signal.addEventListener('abort', onAbort, { once: true })
-      flight.promise.then((s) => settle(resolve, s), (e) => settle(reject, e))
+    flight.waiting++
+    let onAbort!: () => void
+    const aborted = new Promise<never>((_, reject) => {
+      onAbort = () => reject(_aborted())
+      if (signal.aborted) onAbort()
+      else signal.addEventListener('abort', onAbort, { once: true })
+    })
+    return Promise.race([aborted, flight.promise]).finally(() => {
+      signal.removeEventListener('abort', onAbort)
+      if (--flight.waiting === 0 && signal.aborted && !flight.pinned) flight.controller.abort()
     })
   }
 
