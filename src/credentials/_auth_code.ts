@@ -63,10 +63,7 @@ export async function _beginAuthorization(
   defaultScope: string,
   options: BeginAuthorizationOptions,
 ): Promise<AuthorizationRequest> {
-  if (options === null || typeof options !== 'object') {
-    throw new TypeError('beginAuthorization() needs an options object with redirectUri')
-  }
-  _checkEndpoint(options.redirectUri, 'redirectUri')
+  _checkEndpoint(options?.redirectUri, 'redirectUri')
   // Entra compares redirect URIs exactly: send the one the app registered, as given.
   const redirect = String(options.redirectUri)
   const scopes = _scopeList(options.scopes, defaultScope)

@@ -90,9 +90,8 @@ export async function _deviceCodeFlow(
   let interval = body.interval === undefined ? 5 : Number(body.interval)
   if (!Number.isFinite(interval) || interval < 0) throw invalid('interval')
   const deadline = started + expiresIn * 1000
-  const message = typeof body.message === 'string' && body.message !== ''
-    ? body.message
-    : `To sign in, use a web browser to open the page ${uri} and enter the code ${userCode} to authenticate.`
+  const message = (typeof body.message === 'string' && body.message) ||
+    `To sign in, use a web browser to open the page ${uri} and enter the code ${userCode} to authenticate.`
 
   if (p.signal?.aborted) throw _aborted()
   await p.onDeviceCode({ userCode, verificationUri: uri, message, expiresOn: new Date(deadline) })

@@ -257,11 +257,6 @@ export class _SessionHolder {
     this.#keys.catch(() => {})
   }
 
-  /** Whether sessions outlive this object (a store was given). */
-  get persistent(): boolean {
-    return this.#store !== undefined
-  }
-
   /** The session this object knows, without I/O. */
   get current(): _Session | undefined {
     const s = this.#session

@@ -106,28 +106,22 @@ export interface _SharedToken {
  * under another key or not a JWT with `exp` is skipped. Never throws.
  */
 export async function _readSharedToken(sharing: _Sharing): Promise<_SharedToken | undefined> {
-  let names: string[]
   try {
-    names = (await sharing.readDir(sharing.dir)).filter((n) => n.includes('token.txt'))
-  } catch {
-    return undefined
-  }
-  names.sort((a, b) => _naturalCompare(b, a))
-  let key: _FernetKey
-  try {
-    key = await sharing.key()
-  } catch {
-    return undefined
-  }
-  for (const name of names.slice(0, MAX_CANDIDATES)) {
-    try {
-      const text = await sharing.readFile(`${sharing.dir}/${name}`)
-      if (text.length > MAX_FILE_CHARS) continue
-      const token = new TextDecoder('utf-8', { fatal: true }).decode(await _fernetOpen(key, text))
-      return { token, expiresOn: _jwtExpiry(token, 'shared run token') }
-    } catch {
-      // A partial, corrupt or foreign file: try the next newest.
+    const names = (await sharing.readDir(sharing.dir)).filter((n) => n.includes('token.txt'))
+    names.sort((a, b) => _naturalCompare(b, a))
+    const key = await sharing.key()
+    for (const name of names.slice(0, MAX_CANDIDATES)) {
+      try {
+        const text = await sharing.readFile(`${sharing.dir}/${name}`)
+        if (text.length > MAX_FILE_CHARS) continue
+        const token = new TextDecoder('utf-8', { fatal: true }).decode(await _fernetOpen(key, text))
+        return { token, expiresOn: _jwtExpiry(token, 'shared run token') }
+      } catch {
+        // A partial, corrupt or foreign file: try the next newest.
+      }
     }
+  } catch {
+    // No directory listing or no key: nothing shared.
   }
   return undefined
 }

@@ -601,7 +601,7 @@ export class AzureMLTokenAuthentication extends AbstractAuthentication {
     } catch (e) {
       const err = e instanceof AmlAuthError
         ? e
-        : new AmlAuthError('ERR_NETWORK', `The refresh through ${WHAT} failed unexpectedly`)
+        : new AmlAuthError('ERR_NETWORK', `Refreshing through ${WHAT} failed`)
       this.#lastError = err
       this.#retryAt = this._http.now() + RETRY_AFTER_FAILURE_MS
       throw err

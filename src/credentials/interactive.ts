@@ -499,10 +499,9 @@ export class InteractiveLoginAuthentication extends AbstractAuthentication {
       const first = this.#takeFirst(key)
       if (first !== undefined) return first
     }
-    if (this.#holder.persistent) {
-      // Another instance sharing the store may have rotated the refresh token.
-      session = (await this.#holder.load()) ?? await this.#session(request.scopes, undefined)
-    }
+    // With a store, another instance sharing it may have rotated the refresh token (without one,
+    // this is the session above).
+    session = (await this.#holder.load()) ?? await this.#session(request.scopes, undefined)
     let result: _TokenResult
     try {
       result = await this.#refresh(session, request)
