@@ -517,26 +517,19 @@ export class AzureMLTokenAuthentication extends AbstractAuthentication {
     if (request.scopes.length !== 1 || request.scopes[0] !== RUN_KEY) {
       throw unsupported(`scope ${request.scopes}`)
     }
-    const force = request.claims !== undefined
-    const url = this.#refreshUrl
-    let now = this._http.now()
-    if (!this.#sharedChecked || this.#current.expiresOnTimestamp - now <= THRESHOLD_MS) {
-      await this.#adoptSharedToken()
+    let t: AccessToken | undefined
+    try {
+      t = await this.#renew(request.claims !== undefined)
+    } catch {
+      // the refresh failed: the current token stays in use while valid
     }
-    if (!force && this.#current.expiresOnTimestamp - now > THRESHOLD_MS) {
-      return this.#forCache(this.#current)
-    }
-    if (url !== undefined && (force || now >= this.#retryAt)) {
-      try {
-        return this.#forCache(await this.#refreshNow())
-      } catch {
-        now = this._http.now()
-      }
-    }
+    if (t !== undefined) return this.#forCache(t)
     // Not refreshable, or a refresh failed moments ago: keep using the valid token rather than
     // hammer the service (the cache asks again at the retry time).
-    const t = this.#current
-    if (t.expiresOnTimestamp > now) return this.#forCache(t, url ? this.#retryAt : undefined)
+    t = this.#current
+    if (t.expiresOnTimestamp > this._http.now()) {
+      return this.#forCache(t, this.#refreshUrl ? this.#retryAt : undefined)
+    }
     throw this.#expired()
   }
 
@@ -559,16 +552,28 @@ export class AzureMLTokenAuthentication extends AbstractAuthentication {
     return new AccessToken(t.token, t.expiresOn, Math.min(at, exp))
   }
 
-  /** Adopts the newest shared token file when it outlives the current token. */
-  async #adoptSharedToken(): Promise<boolean> {
-    this.#sharedChecked = true
-    if (this.#sharing === undefined) return false
-    const found = await _readSharedToken(this.#sharing)
-    if (found === undefined || found.expiresOn * 1000 <= this.#current.expiresOnTimestamp) {
-      return false
+  /**
+   * The token to use now, renewed if due: first from a sibling's shared file (newest, when it
+   * outlives ours), else from the service when refreshable and not backing off after a failure;
+   * `force` skips the "still fresh" answer and the back-off. Resolves `undefined` when a refresh is
+   * due but not possible now; rejects when the refresh fails.
+   */
+  async #renew(force: boolean): Promise<AccessToken | undefined> {
+    const now = this._http.now()
+    if (
+      this.#sharing !== undefined &&
+      (!this.#sharedChecked || this.#current.expiresOnTimestamp - now <= THRESHOLD_MS)
+    ) {
+      const found = await _readSharedToken(this.#sharing)
+      if (found !== undefined && found.expiresOn * 1000 > this.#current.expiresOnTimestamp) {
+        this.#current = new AccessToken(found.token, found.expiresOn)
+      }
     }
-    this.#current = new AccessToken(found.token, found.expiresOn)
-    return true
+    this.#sharedChecked = true
+    if (!force && this.#current.expiresOnTimestamp - now > THRESHOLD_MS) return this.#current
+    return this.#refreshUrl !== undefined && (force || now >= this.#retryAt)
+      ? await this.#refreshNow()
+      : undefined
   }
 
   /** One refresh request at a time per instance, shared by the cache, the timer and refresh(). */
@@ -610,16 +615,14 @@ export class AzureMLTokenAuthentication extends AbstractAuthentication {
 
   async #tick(onError: ((error: AmlAuthError) => void) | undefined): Promise<void> {
     try {
-      const now = this._http.now()
-      if (this.#current.expiresOnTimestamp - now > THRESHOLD_MS) return
+      if (this.#current.expiresOnTimestamp - this._http.now() > THRESHOLD_MS) return
       // Due: a sibling process may already have refreshed it; else ask the service.
-      if (await this.#adoptSharedToken()) {
-        this._forgetTokens()
-        if (this.#current.expiresOnTimestamp - this._http.now() > THRESHOLD_MS) return
+      const before = this.#current
+      try {
+        await this.#renew(false)
+      } finally {
+        if (this.#current !== before) this._forgetTokens()
       }
-      if (this._http.now() < this.#retryAt) return
-      await this.#refreshNow()
-      this._forgetTokens()
     } catch (e) {
       try {
         onError?.(e instanceof AmlAuthError ? e : new AmlAuthError('ERR_NETWORK', String(e)))
