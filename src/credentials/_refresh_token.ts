@@ -106,12 +106,11 @@ export function _toResult(r: EntraTokenResult): _TokenResult {
 export function _accountFrom(body: Record<string, unknown>, accessToken: string): AccountInfo {
   let claims: Record<string, unknown> = {}
   for (const jwt of [body.id_token, accessToken]) {
-    if (typeof jwt !== 'string') continue
     try {
-      claims = _decodeJwt(jwt, 'id_token')
+      claims = _decodeJwt(jwt as string, 'id_token')
       break
     } catch {
-      // an opaque token: try the next source
+      // absent or an opaque token: try the next source
     }
   }
   const oid = str(claims.oid)
@@ -240,8 +239,8 @@ export class _SessionHolder {
       : _checkString(o.tokenStoreName, 'tokenStoreName')
     if (store === undefined) return
     if (
-      store === null || typeof store !== 'object' || typeof store.get !== 'function' ||
-      typeof store.set !== 'function' || typeof store.delete !== 'function'
+      store === null || typeof store !== 'object' ||
+      (['get', 'set', 'delete'] as const).some((m) => typeof store[m] !== 'function')
     ) {
       throw new TypeError('tokenStore must have get, set and delete methods')
     }

@@ -188,7 +188,6 @@ export class InteractiveLoginAuthentication extends AbstractAuthentication {
   #identity: string | undefined = undefined
   /** Access tokens a sign-in returned, handed to the cache once. */
   readonly #first = new Map<string, AccessToken>()
-  readonly #checked = new WeakSet<AccessToken>()
   /** Ambient promises already wrapped in a tenant check: a cache hit then allocates nothing. */
   readonly #delegated = new WeakMap<Promise<AccessToken>, Promise<AccessToken>>()
   #flight: _Flight | undefined = undefined
@@ -447,9 +446,8 @@ export class InteractiveLoginAuthentication extends AbstractAuthentication {
    * @throws {AmlAuthError} `ERR_STORE` when `tokenStore` cannot be read
    */
   async getAccount(): Promise<AccountInfo | undefined> {
-    if (this.#ambient !== undefined) return undefined
-    const s = await this.#holder.load()
-    return s === undefined ? undefined : { ...s.account }
+    const s = this.#ambient === undefined ? await this.#holder.load() : undefined
+    return s && { ...s.account }
   }
 
   /**
@@ -576,7 +574,7 @@ export class InteractiveLoginAuthentication extends AbstractAuthentication {
 
   /** Checks the tenant of a token that was asked for with a GUID tenant. */
   #checkTenant(token: AccessToken, account: AccountInfo | undefined, expected?: string): void {
-    if (expected === undefined || !_GUID_RE.test(expected) || this.#checked.has(token)) return
+    if (expected === undefined || !_GUID_RE.test(expected)) return
     const tid = _tidOf(token.token) ?? account?.tenantId
     if (tid !== undefined && tid.toLowerCase() !== expected.toLowerCase()) {
       throw new AmlAuthError(
@@ -584,7 +582,6 @@ export class InteractiveLoginAuthentication extends AbstractAuthentication {
         'The token was issued in another tenant than tenantId; sign in with an account of that tenant or change tenantId',
       )
     }
-    this.#checked.add(token)
   }
 
   /**
