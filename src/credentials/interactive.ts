@@ -6,7 +6,7 @@
  *
  * @module
  */
-import type { AccessToken, Audience } from '../access_token.ts'
+import type { AccessToken } from '../access_token.ts'
 import { AmlAuthError, AuthenticationError, CredentialUnavailableError } from '../errors.ts'
 import type { StoreKey, TokenStore } from '../token_store.ts'
 import {
@@ -319,37 +319,6 @@ export class InteractiveLoginAuthentication extends AbstractAuthentication {
   }
 
   /**
-   * A token for an audience; with an ambient identity, as that identity answers.
-   *
-   * @param audience `Audience.ARM` or `Audience.AZUREML`
-   * @returns the token
-   */
-  override getTokenForAudience(audience: Audience): Promise<AccessToken> {
-    const ambient = this.#ambient
-    return ambient !== undefined
-      ? this.#delegate(ambient.getTokenForAudience(audience))
-      : super.getTokenForAudience(audience)
-  }
-
-  /**
-   * `{ Authorization: 'Bearer <ARM token>' }`; with an ambient identity, that identity's header.
-   *
-   * @returns the header object
-   */
-  override getAuthenticationHeader(): Promise<{ Authorization: string }> {
-    return this.#run?.getAuthenticationHeader() ?? super.getAuthenticationHeader()
-  }
-
-  /**
-   * `{ Authorization: 'Bearer <Azure ML token>' }`; with an ambient identity, that identity's.
-   *
-   * @returns the header object
-   */
-  override getAzureMLAuthenticationHeader(): Promise<{ Authorization: string }> {
-    return this.#run?.getAzureMLAuthenticationHeader() ?? super.getAzureMLAuthenticationHeader()
-  }
-
-  /**
    * The subscriptions the ARM token can see; with an ambient identity, as that identity answers.
    *
    * @param options abort signal
@@ -358,7 +327,11 @@ export class InteractiveLoginAuthentication extends AbstractAuthentication {
   override listSubscriptions(
     options: { abortSignal?: AbortSignal } = {},
   ): Promise<SubscriptionInfo[]> {
-    return this.#run?.listSubscriptions(options) ?? super.listSubscriptions(options)
+    // The base class would send a run token to ARM: the run credential refuses instead (SPEC 5).
+    // Audiences and headers need no override: they come from getToken, which delegates.
+    return this.ambient === 'azureml-run'
+      ? this.#ambient!.listSubscriptions(options)
+      : super.listSubscriptions(options)
   }
 
   /**
@@ -535,11 +508,6 @@ export class InteractiveLoginAuthentication extends AbstractAuthentication {
       tenantId: this.tenantId,
       clientId: this.ambient === undefined ? this.clientId : undefined,
     }
-  }
-
-  /** The ambient run-token identity, whose headers and refusals are its own (SPEC 5). */
-  get #run(): AbstractAuthentication | undefined {
-    return this.ambient === 'azureml-run' ? this.#ambient : undefined
   }
 
   #refresh(session: _Session, request: TokenRequest): Promise<_TokenResult> {
