@@ -138,7 +138,7 @@ export async function _fernetOpen(k: _FernetKey, token: string): Promise<Uint8Ar
 function invalid(): AmlAuthError {
   return new AmlAuthError(
     'ERR_TOKEN_INVALID',
-    'The Fernet token is malformed, was tampered with, or was not made with this key',
+    'The Fernet token is malformed, tampered with, or made with another key',
   )
 }
 

@@ -103,6 +103,14 @@ export async function _beginAuthorization(
   return { url, state: _b64url(JSON.stringify(pending)) }
 }
 
+/** `ERR_RESPONSE_INVALID`: the callback's `state` matches no pending authorization. */
+export function _badState(): AmlAuthError {
+  return new AmlAuthError(
+    'ERR_RESPONSE_INVALID',
+    'The callback URL state matches no pending authorization; pass the state beginAuthorization() returned, or start again',
+  )
+}
+
 function readPending(state: unknown, clientId: string): _Pending {
   let v: _Pending | undefined
   try {
@@ -152,12 +160,7 @@ export async function _completeAuthorization(
   const q = url.searchParams
   const param = (name: string) => q.get(name) || undefined
   const got = q.get('state')
-  if (got === null || !sameString(got, pending.s)) {
-    throw new AmlAuthError(
-      'ERR_RESPONSE_INVALID',
-      'The callback URL state does not match; start again with beginAuthorization()',
-    )
-  }
+  if (got === null || !sameString(got, pending.s)) throw _badState()
   const error = q.get('error')
   if (error !== null) {
     throw _refusal('Entra ID', 0, {

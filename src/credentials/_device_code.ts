@@ -56,7 +56,11 @@ export async function _deviceCodeFlow(
   },
 ): Promise<_TokenResult> {
   const started = ctx.now()
-  const post = (form: Record<string, string>, what: string, endpoint?: 'devicecode') =>
+  const post = (
+    form: Record<string, string>,
+    what: string,
+    endpoint: 'token' | 'devicecode' = 'token',
+  ) =>
     sendRequest(
       ctx,
       buildTokenRequest({
@@ -65,7 +69,7 @@ export async function _deviceCodeFlow(
         form: { client_id: app.clientId, ...form },
         what,
         signal: p.signal,
-        endpoint: endpoint ?? 'token',
+        endpoint,
       }),
     )
   const what = 'the Entra ID device code endpoint'

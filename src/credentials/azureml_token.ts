@@ -408,7 +408,7 @@ export class AzureMLTokenAuthentication extends AbstractAuthentication {
   ): Promise<AccessToken> {
     // The base class would key "no scope" as ARM; route it to the run-token key instead, so the
     // shared cache (single flight, refresh-ahead at expiry - 95 s) still does the work.
-    return scopes === undefined || scopes === '' || (Array.isArray(scopes) && scopes.length === 0)
+    return scopes === undefined || scopes?.length === 0
       ? super.getToken(RUN_KEY, options)
       : refuse(`scope ${scopes}`)
   }
@@ -538,7 +538,7 @@ export class AzureMLTokenAuthentication extends AbstractAuthentication {
     return {
       ...this.#scope,
       expiresOn: new Date(this.#current.expiresOnTimestamp).toISOString(),
-      refreshable: this.#refreshUrl !== undefined,
+      refreshable: this.refreshable,
     }
   }
 
@@ -604,9 +604,7 @@ export class AzureMLTokenAuthentication extends AbstractAuthentication {
       }
       return t
     } catch (e) {
-      const err = e instanceof AmlAuthError
-        ? e
-        : new AmlAuthError('ERR_NETWORK', `Refreshing through ${WHAT} failed`)
+      const err = asAmlError(e)
       this.#lastError = err
       this.#retryAt = this._http.now() + RETRY_AFTER_FAILURE_MS
       throw err
@@ -625,7 +623,7 @@ export class AzureMLTokenAuthentication extends AbstractAuthentication {
       }
     } catch (e) {
       try {
-        onError?.(e instanceof AmlAuthError ? e : new AmlAuthError('ERR_NETWORK', String(e)))
+        onError?.(asAmlError(e))
       } catch {
         // The callback's own failure must not become an unhandled rejection of the timer.
       }
@@ -654,6 +652,13 @@ export class AzureMLTokenAuthentication extends AbstractAuthentication {
       `This AzureMLTokenAuthentication ${notRefreshable(this.#missing)}`,
     )
   }
+}
+
+/** A refresh failure as an `AmlAuthError` (anything else becomes a generic `ERR_NETWORK`). */
+function asAmlError(e: unknown): AmlAuthError {
+  return e instanceof AmlAuthError
+    ? e
+    : new AmlAuthError('ERR_NETWORK', `Refreshing through ${WHAT} failed`)
 }
 
 function notRefreshable(missing: readonly string[]): string {

@@ -28,6 +28,7 @@ import {
   type TokenRequest,
 } from './abstract.ts'
 import {
+  _badState,
   _beginAuthorization,
   _completeAuthorization,
   type AuthorizationRequest,
@@ -395,12 +396,7 @@ export class InteractiveLoginAuthentication extends AbstractAuthentication {
       // _completeAuthorization reports the bad URL
     }
     const pending = state ?? this.#pending.get(sent)
-    if (pending === undefined) {
-      throw new AmlAuthError(
-        'ERR_RESPONSE_INVALID',
-        'The callback URL state matches no authorization begun here; pass the state beginAuthorization() returned',
-      )
-    }
+    if (pending === undefined) throw _badState()
     if (this.#pending.get(sent) === pending) this.#pending.delete(sent)
     const { result, scopes } = await _completeAuthorization(
       this._http,
