@@ -64,7 +64,7 @@ export function _scopeList(
 ): string[] {
   if (scopes === undefined) return [fallback]
   const list = typeof scopes === 'string' ? scopes.split(' ').filter(Boolean) : [...scopes]
-  if (list.length === 0 || list.some((s) => typeof s !== 'string' || s === '' || /\s/.test(s))) {
+  if (list.length === 0 || list.some((s) => typeof s !== 'string' || !/^\S+$/.test(s))) {
     throw new TypeError('scopes must be non-empty strings without spaces')
   }
   return list
@@ -267,7 +267,7 @@ export class _SessionHolder {
   async load(): Promise<_Session | undefined> {
     const stored = await this.#io('read', async (store, [key, name]) => {
       const sealed = await store.get(name)
-      return parseSession(sealed === undefined ? undefined : await _open(key, name, sealed))
+      return parseSession(sealed && await _open(key, name, sealed))
     })
     // A session only this object knows (its save failed) stays in use.
     if (stored !== undefined) this.#session = stored

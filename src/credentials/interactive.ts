@@ -573,7 +573,7 @@ export class InteractiveLoginAuthentication extends AbstractAuthentication {
     if (session === undefined) {
       throw new AmlAuthError(
         'ERR_RESPONSE_INVALID',
-        'Entra ID returned no refresh token; check that the application may use the offline_access scope',
+        'Entra ID returned no refresh token; check that the application may use offline_access',
       )
     }
     this._forgetTokens()
