@@ -39,7 +39,8 @@ export interface _Sharing {
 }
 
 /** Largest token file read, in characters: a Fernet token of a JWT is a few kB. */
-const MAX_FILE_CHARS = 64 * 1024
+// 64 Ki, written as a literal: bundlers keep module-level arithmetic even when unused.
+const MAX_FILE_CHARS = 65_536
 /** Files tried, newest first, before giving up (a partly written or corrupt one is skipped). */
 const MAX_CANDIDATES = 8
 /** Seconds from 0001-01-01T00:00:00Z to the Unix epoch, as .NET and Python `datetime` count. */
