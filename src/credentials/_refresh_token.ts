@@ -181,8 +181,10 @@ export interface _Session {
   expiresAt: number
 }
 
-/** Entra refresh tokens live 90 days (sliding) unless the answer says otherwise. */
-// 90 days, written as a literal: bundlers keep module-level arithmetic even when unused.
+/**
+ * Entra refresh tokens live 90 days (sliding) unless the answer says otherwise. A literal: bundlers
+ * keep module-level arithmetic even when nothing uses it.
+ */
 export const _DEFAULT_RT_LIFETIME_MS: number = 7_776_000_000
 
 /** Builds the session a grant answer establishes, keeping the old refresh token if none came. */

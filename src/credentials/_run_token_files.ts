@@ -38,8 +38,10 @@ export interface _Sharing {
   readonly key: () => Promise<_FernetKey>
 }
 
-/** Largest token file read, in characters: a Fernet token of a JWT is a few kB. */
-// 64 Ki, written as a literal: bundlers keep module-level arithmetic even when unused.
+/**
+ * Largest token file read, in characters (64 Ki): a Fernet token of a JWT is a few kB. A literal:
+ * bundlers keep module-level arithmetic even when nothing uses it.
+ */
 const MAX_FILE_CHARS = 65_536
 /** Files tried, newest first, before giving up (a partly written or corrupt one is skipped). */
 const MAX_CANDIDATES = 8
