@@ -6,12 +6,12 @@
  */
 import { AccessToken, type Audience } from '../access_token.ts'
 import { _unrefTimer, type Env, resolveEnv } from '../env.ts'
+import { _checkFunction } from '../_validate.ts'
 import { AmlAuthError, CredentialUnavailableError } from '../errors.ts'
 import { _parseJsonObject, type HttpResponse, sendRequest } from '../http.ts'
 import { _jwtExpiry } from '../jwt.ts'
 import { _authError, _parseIsoWithZone } from '../token_response.ts'
 import { _checkEndpoint, _checkPositive, _checkString } from '../_validate.ts'
-import { _checkFunction } from '../_validate.ts'
 import {
   _uniqueIdentity,
   AbstractAuthentication,
