@@ -31,10 +31,9 @@ export function _b64urlPadded(bytes: Uint8Array): string {
 /** Bytes of URL-safe base64 (padding optional), or `undefined` when it is not that. */
 function unb64url(s: string): Uint8Array<ArrayBuffer> | undefined {
   if (!B64URL_RE.test(s)) return undefined
-  const norm = s.replace(/=+$/, '')
-  if (norm.length % 4 === 1) return undefined
   try {
-    return _unb64(norm)
+    // `_unb64` refuses a length that no base64 has.
+    return _unb64(s.replace(/=+$/, ''))
   } catch {
     return undefined
   }
@@ -71,6 +70,78 @@ export async function _importFernetKey(key: string | Uint8Array): Promise<_Ferne
   }
 }
 
+/**
+ * Encrypts bytes or a UTF-8 string into a Fernet token (URL-safe base64 with padding): the core of
+ * {@linkcode _fernetEncrypt}, without its argument checks.
+ *
+ * @param k the imported key
+ * @param plaintext what to encrypt
+ * @param ts the timestamp, whole seconds >= 0
+ * @param iv the 16-byte IV (default: random; fixed only in tests)
+ */
+export async function _fernetSeal(
+  k: _FernetKey,
+  plaintext: string | Uint8Array,
+  ts: number,
+  iv: Uint8Array<ArrayBuffer> = crypto.getRandomValues(new Uint8Array(BLOCK)),
+): Promise<string> {
+  const data = typeof plaintext === 'string' ? enc.encode(plaintext) : plaintext
+  const ct = new Uint8Array(
+    await crypto.subtle.encrypt(
+      { name: 'AES-CBC', iv },
+      k.encrypt,
+      data as Uint8Array<ArrayBuffer>,
+    ),
+  )
+  const out = new Uint8Array(HEADER + ct.length + MAC)
+  out[0] = VERSION
+  new DataView(out.buffer).setBigUint64(1, BigInt(ts), false)
+  out.set(iv, 9)
+  out.set(ct, HEADER)
+  const macAt = HEADER + ct.length
+  out.set(new Uint8Array(await crypto.subtle.sign('HMAC', k.sign, out.subarray(0, macAt))), macAt)
+  return _b64urlPadded(out)
+}
+
+/**
+ * Verifies and decrypts a Fernet token: the core of {@linkcode _fernetDecrypt}, without a TTL.
+ * The HMAC is checked (constant time) before decryption.
+ *
+ * @returns the plaintext bytes
+ * @throws {AmlAuthError} `ERR_TOKEN_INVALID` for any malformed, tampered or foreign-key token
+ */
+export async function _fernetOpen(k: _FernetKey, token: string): Promise<Uint8Array> {
+  const bytes = unb64url(token.trim())
+  // A ciphertext that is not whole blocks fails the HMAC or, when signed so, the decryption.
+  if (bytes === undefined || bytes.length < HEADER + BLOCK + MAC || bytes[0] !== VERSION) {
+    throw invalid()
+  }
+  const macAt = bytes.length - MAC
+  if (
+    !await crypto.subtle.verify('HMAC', k.sign, bytes.subarray(macAt), bytes.subarray(0, macAt))
+  ) {
+    throw invalid()
+  }
+  try {
+    return new Uint8Array(
+      await crypto.subtle.decrypt(
+        { name: 'AES-CBC', iv: bytes.slice(9, HEADER) },
+        k.encrypt,
+        bytes.subarray(HEADER, macAt),
+      ),
+    )
+  } catch {
+    throw invalid()
+  }
+}
+
+function invalid(): AmlAuthError {
+  return new AmlAuthError(
+    'ERR_TOKEN_INVALID',
+    'The Fernet token is malformed, tampered with, or made with another key',
+  )
+}
+
 async function keyOf(key: _FernetKey | string | Uint8Array): Promise<_FernetKey> {
   return typeof key === 'string' || key instanceof Uint8Array ? await _importFernetKey(key) : key
 }
@@ -94,25 +165,18 @@ export async function _fernetEncrypt(
   options: _FernetEncryptOptions = {},
 ): Promise<string> {
   const k = await keyOf(key)
-  const iv = options.iv === undefined
-    ? crypto.getRandomValues(new Uint8Array(BLOCK))
-    : new Uint8Array(options.iv)
-  if (iv.length !== BLOCK) throw new TypeError('The Fernet IV must be 16 bytes')
+  const iv = options.iv === undefined ? undefined : new Uint8Array(options.iv)
+  if (iv !== undefined && iv.length !== BLOCK) throw new TypeError('The Fernet IV must be 16 bytes')
   const ts = options.timestamp ?? Math.floor(Date.now() / 1000)
   if (!Number.isSafeInteger(ts) || ts < 0) {
     throw new TypeError('The Fernet timestamp must be whole seconds >= 0')
   }
-  const data = typeof plaintext === 'string' ? enc.encode(plaintext) : new Uint8Array(plaintext)
-  const ct = new Uint8Array(await crypto.subtle.encrypt({ name: 'AES-CBC', iv }, k.encrypt, data))
-  const out = new Uint8Array(HEADER + ct.length + MAC)
-  out[0] = VERSION
-  new DataView(out.buffer).setBigUint64(1, BigInt(ts), false)
-  out.set(iv, 9)
-  out.set(ct, HEADER)
-  const signed = out.subarray(0, HEADER + ct.length)
-  const mac = new Uint8Array(await crypto.subtle.sign('HMAC', k.sign, signed))
-  out.set(mac, HEADER + ct.length)
-  return _b64urlPadded(out)
+  return await _fernetSeal(
+    k,
+    typeof plaintext === 'string' ? plaintext : new Uint8Array(plaintext),
+    ts,
+    iv,
+  )
 }
 
 /** Options of {@linkcode _fernetDecrypt}. */
@@ -121,13 +185,6 @@ export interface _FernetDecryptOptions {
   ttlSeconds?: number
   /** Clock in epoch ms, used only with `ttlSeconds` (default `Date.now`). */
   now?: number
-}
-
-function invalid(): AmlAuthError {
-  return new AmlAuthError(
-    'ERR_TOKEN_INVALID',
-    'The Fernet token is malformed, was tampered with, or was not made with this key',
-  )
 }
 
 /** The timestamp (epoch seconds) of a Fernet token, without verifying it; `undefined` if malformed. */
@@ -153,38 +210,14 @@ export async function _fernetDecrypt(
 ): Promise<Uint8Array> {
   const k = await keyOf(key)
   if (typeof token !== 'string') throw invalid()
-  const bytes = unb64url(token.trim())
-  if (
-    bytes === undefined || bytes.length < HEADER + BLOCK + MAC ||
-    (bytes.length - HEADER - MAC) % BLOCK !== 0 || bytes[0] !== VERSION
-  ) {
-    throw invalid()
-  }
-  const macAt = bytes.length - MAC
-  const ok = await crypto.subtle.verify(
-    'HMAC',
-    k.sign,
-    bytes.subarray(macAt),
-    bytes.subarray(0, macAt),
-  )
-  if (!ok) throw invalid()
+  const plain = await _fernetOpen(k, token)
   if (options.ttlSeconds !== undefined) {
-    const ts = Number(new DataView(bytes.buffer).getBigUint64(1, false))
+    const ts = _fernetTimestamp(token)!
     const nowSec = Math.floor((options.now ?? Date.now()) / 1000)
     // Fernet's rules: too old, or from more than 60 s in the future.
     if (ts + options.ttlSeconds < nowSec || nowSec + 60 < ts) throw invalid()
   }
-  try {
-    return new Uint8Array(
-      await crypto.subtle.decrypt(
-        { name: 'AES-CBC', iv: bytes.slice(9, HEADER) },
-        k.encrypt,
-        bytes.subarray(HEADER, macAt),
-      ),
-    )
-  } catch {
-    throw invalid()
-  }
+  return plain
 }
 
 /** PBKDF2 iterations of the Azure ML run-token files. */

@@ -8,6 +8,7 @@ import { _b64url, _unb64 } from '../jwt.ts'
 import { _checkEndpoint, _checkString } from '../_validate.ts'
 import { entraEndpoint } from '../_entra.ts'
 import {
+  type _App,
   _scopeList,
   _scopeParam,
   type _TokenResult,
@@ -58,63 +59,68 @@ interface _Pending {
 
 /** Builds the /authorize URL with an S256 challenge from a random 32-byte verifier. */
 export async function _beginAuthorization(
-  p: { authorityHost: string; tenant: string; clientId: string; defaultScope: string },
+  app: _App,
+  defaultScope: string,
   options: BeginAuthorizationOptions,
 ): Promise<AuthorizationRequest> {
-  if (options === null || typeof options !== 'object') {
-    throw new TypeError('beginAuthorization() needs an options object with redirectUri')
-  }
-  _checkEndpoint(options.redirectUri, 'redirectUri')
+  _checkEndpoint(options?.redirectUri, 'redirectUri')
   // Entra compares redirect URIs exactly: send the one the app registered, as given.
   const redirect = String(options.redirectUri)
-  const scopes = _scopeList(options.scopes, p.defaultScope)
+  const scopes = _scopeList(options.scopes, defaultScope)
   if (options.prompt !== undefined && !PROMPTS.includes(options.prompt)) {
     throw new TypeError(`prompt must be one of ${PROMPTS.join(', ')}`)
   }
   if (options.loginHint !== undefined) _checkString(options.loginHint, 'loginHint')
   if (options.domainHint !== undefined) _checkString(options.domainHint, 'domainHint')
-  const verifier = _b64url(crypto.getRandomValues(new Uint8Array(32)))
-  const challenge = _b64url(
-    await crypto.subtle.digest('SHA-256', new TextEncoder().encode(verifier)),
-  )
-  const state = _b64url(crypto.getRandomValues(new Uint8Array(16)))
-  const url = new URL(entraEndpoint(p.authorityHost, p.tenant, 'authorize'))
-  const q = url.searchParams
-  q.set('client_id', p.clientId)
-  q.set('response_type', 'code')
-  q.set('redirect_uri', redirect)
-  q.set('response_mode', 'query')
-  q.set('scope', _scopeParam(scopes))
-  q.set('state', state)
-  q.set('code_challenge', challenge)
-  q.set('code_challenge_method', 'S256')
-  if (options.prompt !== undefined) q.set('prompt', options.prompt)
-  if (options.loginHint !== undefined) q.set('login_hint', options.loginHint)
-  if (options.domainHint !== undefined) q.set('domain_hint', options.domainHint)
-  const pending: _Pending = { v: 1, s: state, cv: verifier, r: redirect, sc: scopes, c: p.clientId }
+  const random = (n: number) => _b64url(crypto.getRandomValues(new Uint8Array(n)))
+  const verifier = random(32)
+  const state = random(16)
+  const url = new URL(entraEndpoint(app.authorityHost, app.tenant, 'authorize'))
+  const query: Record<string, string | undefined> = {
+    client_id: app.clientId,
+    response_type: 'code',
+    redirect_uri: redirect,
+    response_mode: 'query',
+    scope: _scopeParam(scopes),
+    state,
+    code_challenge: _b64url(
+      await crypto.subtle.digest('SHA-256', new TextEncoder().encode(verifier)),
+    ),
+    code_challenge_method: 'S256',
+    prompt: options.prompt,
+    login_hint: options.loginHint,
+    domain_hint: options.domainHint,
+  }
+  for (const k in query) if (query[k] !== undefined) url.searchParams.set(k, query[k])
+  const pending: _Pending = {
+    v: 1,
+    s: state,
+    cv: verifier,
+    r: redirect,
+    sc: scopes,
+    c: app.clientId,
+  }
   return { url, state: _b64url(JSON.stringify(pending)) }
 }
 
-function badState(): AmlAuthError {
+/** `ERR_RESPONSE_INVALID`: the callback's `state` matches no pending authorization. */
+export function _badState(): AmlAuthError {
   return new AmlAuthError(
     'ERR_RESPONSE_INVALID',
-    'The state of the callback URL does not match the pending authorization; start again with beginAuthorization()',
+    'The callback URL state matches no pending authorization; pass the state beginAuthorization() returned, or start again',
   )
 }
 
 function readPending(state: unknown, clientId: string): _Pending {
-  if (typeof state !== 'string' || state === '') {
-    throw new TypeError('state must be the string beginAuthorization() returned')
-  }
-  let v: _Pending
+  let v: _Pending | undefined
   try {
-    v = JSON.parse(new TextDecoder().decode(_unb64(state)))
+    v = JSON.parse(new TextDecoder().decode(_unb64(state as string)))
   } catch {
-    throw new TypeError('state must be the string beginAuthorization() returned')
+    // reported below
   }
   if (
-    v?.v !== 1 || typeof v.s !== 'string' || typeof v.cv !== 'string' ||
-    typeof v.r !== 'string' || !Array.isArray(v.sc) || typeof v.c !== 'string'
+    typeof state !== 'string' || v?.v !== 1 || !Array.isArray(v.sc) ||
+    ![v.s, v.cv, v.r, v.c].every((x) => typeof x === 'string')
   ) {
     throw new TypeError('state must be the string beginAuthorization() returned')
   }
@@ -139,12 +145,12 @@ function sameString(a: string, b: string): boolean {
  */
 export async function _completeAuthorization(
   ctx: HttpContext,
-  p: { authorityHost: string; tenant: string; clientId: string },
+  app: _App,
   callbackUrl: string | URL,
   state: string,
   signal?: AbortSignal,
 ): Promise<{ result: _TokenResult; scopes: string[] }> {
-  const pending = readPending(state, p.clientId)
+  const pending = readPending(state, app.clientId)
   let url: URL
   try {
     url = new URL(callbackUrl)
@@ -152,11 +158,11 @@ export async function _completeAuthorization(
     throw new TypeError('callbackUrl must be the absolute URL Entra redirected to')
   }
   const q = url.searchParams
+  const param = (name: string) => q.get(name) || undefined
   const got = q.get('state')
-  if (got === null || !sameString(got, pending.s)) throw badState()
+  if (got === null || !sameString(got, pending.s)) throw _badState()
   const error = q.get('error')
   if (error !== null) {
-    const param = (name: string) => q.get(name) || undefined
     throw _refusal('Entra ID', 0, {
       error,
       description: param('error_description'),
@@ -166,31 +172,29 @@ export async function _completeAuthorization(
       request: 'the authorization',
       advice: (codes, err) =>
         err === 'access_denied' || err === 'consent_required' || err === 'interaction_required'
-          ? 'Start the sign-in again with beginAuthorization() (the user declined or must consent)'
+          ? 'Start again with beginAuthorization() (the user declined or must consent)'
           : _userGrantAdvice(codes, err),
     })
   }
-  const code = q.get('code')
-  if (code === null || code === '') {
+  const code = param('code')
+  if (code === undefined) {
     throw new AmlAuthError(
       'ERR_RESPONSE_INVALID',
       'The callback URL has neither code nor error; pass the full URL Entra redirected to',
     )
   }
-  const result = await _userGrant(ctx, {
-    authorityHost: p.authorityHost,
-    tenant: p.tenant,
-    form: {
-      client_id: p.clientId,
+  const result = await _userGrant(
+    ctx,
+    app,
+    {
       grant_type: 'authorization_code',
       code,
       redirect_uri: pending.r,
       code_verifier: pending.cv,
       scope: _scopeParam(pending.sc),
-      client_info: '1',
     },
-    what: 'the Entra ID token endpoint (authorization code)',
-    signal,
-  })
+    'authorization code',
+    { signal },
+  )
   return { result, scopes: pending.sc }
 }

@@ -4,11 +4,12 @@
 import { AmlAuthError } from '../errors.ts'
 import { _parseJsonObject, type HttpContext, sendRequest } from '../http.ts'
 import { _authError } from '../token_response.ts'
-import { buildTokenRequest } from '../_entra.ts'
+import { buildTokenRequest, parseEntraTokenResponse } from '../_entra.ts'
 import {
-  _readTokenResult,
+  type _App,
   _scopeParam,
   type _TokenResult,
+  _toResult,
   _userGrantAdvice,
 } from './_refresh_token.ts'
 
@@ -30,18 +31,13 @@ export type DeviceCodeCallback = (info: DeviceCodeInfo) => void | Promise<void>
 /** The RFC 8628 grant type. */
 export const _DEVICE_CODE_GRANT: string = 'urn:ietf:params:oauth:grant-type:device_code'
 
+const EXPIRED = 'The device code expired; start the sign-in again and finish it in time'
 /** Extra seconds RFC 8628 asks for after `slow_down`. */
 const SLOW_DOWN_S = 5
 
-function aborted(): AmlAuthError {
-  return new AmlAuthError('ERR_ABORTED', 'The device-code sign-in was aborted by the caller')
-}
-
-function invalid(field: string): AmlAuthError {
-  return new AmlAuthError(
-    'ERR_RESPONSE_INVALID',
-    `The response of the Entra ID device code endpoint has no valid ${field}; check authorityHost`,
-  )
+/** `ERR_ABORTED`: the caller aborted a sign-in. */
+export function _aborted(): AmlAuthError {
+  return new AmlAuthError('ERR_ABORTED', 'The sign-in was aborted by the caller')
 }
 
 /**
@@ -52,81 +48,86 @@ function invalid(field: string): AmlAuthError {
  */
 export async function _deviceCodeFlow(
   ctx: HttpContext,
+  app: _App,
   p: {
-    authorityHost: string
-    tenant: string
-    clientId: string
     scopes: readonly string[]
     onDeviceCode: DeviceCodeCallback
     signal?: AbortSignal | undefined
   },
 ): Promise<_TokenResult> {
-  const what = 'the Entra ID device code endpoint'
   const started = ctx.now()
-  const res = await sendRequest(
-    ctx,
-    buildTokenRequest({
-      authority: p.authorityHost,
-      tenant: p.tenant,
-      endpoint: 'devicecode',
-      form: { client_id: p.clientId, scope: _scopeParam(p.scopes) },
-      what,
-      signal: p.signal,
-    }),
-  )
+  const post = (
+    form: Record<string, string>,
+    what: string,
+    endpoint: 'token' | 'devicecode' = 'token',
+  ) =>
+    sendRequest(
+      ctx,
+      buildTokenRequest({
+        authority: app.authorityHost,
+        tenant: app.tenant,
+        form: { client_id: app.clientId, ...form },
+        what,
+        signal: p.signal,
+        endpoint,
+      }),
+    )
+  const what = 'the Entra ID device code endpoint'
+  const res = await post({ scope: _scopeParam(p.scopes) }, what, 'devicecode')
   if (res.status < 200 || res.status >= 300) {
     throw _authError(res, { what, now: ctx.now(), advice: _userGrantAdvice })
   }
   const body = _parseJsonObject(res, what)
-  const deviceCode = body.device_code
-  const userCode = body.user_code
-  const uri = body.verification_uri ?? body.verification_url
-  if (typeof deviceCode !== 'string' || deviceCode === '') throw invalid('device_code')
-  if (typeof userCode !== 'string' || userCode === '') throw invalid('user_code')
-  if (typeof uri !== 'string' || uri === '') throw invalid('verification_uri')
+  const invalid = (field: string) =>
+    new AmlAuthError(
+      'ERR_RESPONSE_INVALID',
+      `The response of ${what} has no valid ${field}; check authorityHost`,
+    )
+  body.verification_uri ??= body.verification_url
+  const [deviceCode, userCode, uri] = ['device_code', 'user_code', 'verification_uri'].map((f) => {
+    const v = body[f]
+    if (typeof v !== 'string' || v === '') throw invalid(f)
+    return v
+  }) as [string, string, string]
   const expiresIn = Number(body.expires_in)
   if (!Number.isFinite(expiresIn) || expiresIn <= 0) throw invalid('expires_in')
   let interval = body.interval === undefined ? 5 : Number(body.interval)
   if (!Number.isFinite(interval) || interval < 0) throw invalid('interval')
   const deadline = started + expiresIn * 1000
-  const message = typeof body.message === 'string' && body.message !== ''
-    ? body.message
-    : `To sign in, use a web browser to open the page ${uri} and enter the code ${userCode} to authenticate.`
+  const message = (typeof body.message === 'string' && body.message) ||
+    `To sign in, use a web browser to open the page ${uri} and enter the code ${userCode} to authenticate.`
 
-  if (p.signal?.aborted) throw aborted()
+  if (p.signal?.aborted) throw _aborted()
   await p.onDeviceCode({ userCode, verificationUri: uri, message, expiresOn: new Date(deadline) })
 
   const tokenWhat = 'the Entra ID token endpoint (device code)'
   for (;;) {
-    if (p.signal?.aborted) throw aborted()
+    if (p.signal?.aborted) throw _aborted()
     if (ctx.now() + interval * 1000 >= deadline) {
-      throw new AmlAuthError(
-        'ERR_TIMEOUT',
-        `The device code expired after ${expiresIn} s before the sign-in was completed; start the sign-in again and finish it in time`,
-      )
+      throw new AmlAuthError('ERR_TIMEOUT', EXPIRED)
     }
     try {
       await ctx.sleep(interval * 1000, p.signal)
     } catch {
-      throw aborted()
+      throw _aborted()
     }
-    const poll = await sendRequest(
-      ctx,
-      buildTokenRequest({
-        authority: p.authorityHost,
-        tenant: p.tenant,
-        form: {
-          grant_type: _DEVICE_CODE_GRANT,
-          client_id: p.clientId,
-          device_code: deviceCode,
-          client_info: '1',
-        },
-        what: tokenWhat,
-        signal: p.signal,
-      }),
+    const poll = await post(
+      { grant_type: _DEVICE_CODE_GRANT, device_code: deviceCode, client_info: '1' },
+      tokenWhat,
     )
+    const opts = {
+      what: tokenWhat,
+      now: ctx.now(),
+      secrets: [deviceCode],
+      advice: (codes: readonly number[], err: string | undefined) =>
+        err === 'expired_token'
+          ? EXPIRED
+          : err === 'authorization_declined'
+          ? 'The user declined the sign-in'
+          : _userGrantAdvice(codes, err),
+    }
     if (poll.status >= 200 && poll.status < 300) {
-      return _readTokenResult(poll, { what: tokenWhat, now: ctx.now(), secrets: [deviceCode] })
+      return _toResult(parseEntraTokenResponse(poll, opts))
     }
     let error: unknown
     try {
@@ -139,16 +140,6 @@ export async function _deviceCodeFlow(
       interval += SLOW_DOWN_S
       continue
     }
-    throw _authError(poll, {
-      what: tokenWhat,
-      now: ctx.now(),
-      secrets: [deviceCode],
-      advice: (codes, err) =>
-        err === 'expired_token'
-          ? 'The device code expired; start the sign-in again and finish it in time'
-          : err === 'authorization_declined'
-          ? 'The user declined the sign-in'
-          : _userGrantAdvice(codes, err),
-    })
+    throw _authError(poll, opts)
   }
 }

@@ -4,15 +4,11 @@
 // where it is sealed with AES-GCM under the user's key).
 import type { AccessToken } from '../access_token.ts'
 import { AmlAuthError } from '../errors.ts'
-import {
-  entraAdvice,
-  type EntraTokenResult,
-  parseEntraTokenResponse,
-  requestEntraTokenResult,
-} from '../_entra.ts'
-import type { HttpContext, HttpResponse } from '../http.ts'
+import { entraAdvice, type EntraTokenResult, requestEntraTokenResult } from '../_entra.ts'
+import type { HttpContext } from '../http.ts'
 import { _decodeJwt, _unb64 } from '../jwt.ts'
 import {
+  _checkStoreKey,
   _hashKey,
   _importStoreKey,
   _open,
@@ -20,6 +16,7 @@ import {
   type StoreKey,
   type TokenStore,
 } from '../token_store.ts'
+import { _checkString } from '../_validate.ts'
 
 /** The signed-in account, as read from the id_token (never verified: for display and checks). */
 export interface AccountInfo {
@@ -31,6 +28,16 @@ export interface AccountInfo {
   tenantId?: string
   /** Sign-in name (`preferred_username`, else `upn`, `email`, `unique_name`). */
   username?: string
+}
+
+/** The public client a user signs in to: where, in which tenant, with which client id. */
+export interface _App {
+  /** Entra authority host. */
+  authorityHost: string
+  /** Tenant (GUID, domain or `organizations`). */
+  tenant: string
+  /** Public client application id. */
+  clientId: string
 }
 
 /** What a token endpoint answered to a user grant. */
@@ -45,6 +52,11 @@ export interface _TokenResult {
 /** Scopes Entra needs to return a refresh token and an id_token. */
 export const _OIDC_SCOPES: readonly string[] = ['offline_access', 'openid', 'profile']
 
+/** A copy of `o` without its `undefined` values (optional fields stay absent, not undefined). */
+export function _defined<T extends object>(o: { [K in keyof T]: T[K] | undefined }): T {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T
+}
+
 /** Normalizes a `scopes` option of the user flows. */
 export function _scopeList(
   scopes: string | readonly string[] | undefined,
@@ -52,7 +64,7 @@ export function _scopeList(
 ): string[] {
   if (scopes === undefined) return [fallback]
   const list = typeof scopes === 'string' ? scopes.split(' ').filter(Boolean) : [...scopes]
-  if (list.length === 0 || list.some((s) => typeof s !== 'string' || s === '' || /\s/.test(s))) {
+  if (list.length === 0 || list.some((s) => typeof s !== 'string' || !/^\S+$/.test(s))) {
     throw new TypeError('scopes must be non-empty strings without spaces')
   }
   return list
@@ -73,96 +85,93 @@ const ENTRA_ADVICE = /* @__PURE__ */ entraAdvice({ clientId: 'clientId', tenantI
 export function _userGrantAdvice(codes: readonly number[], error: string | undefined): string {
   if (
     error === 'interaction_required' || error === 'invalid_grant' ||
-    codes.some((c) => c === 50076 || c === 50079 || c === 50078 || c === 50173 || c === 700082)
+    codes.some((c) => [50076, 50079, 50078, 50173, 700082].includes(c))
   ) {
     return 'Sign in again (signOut(), then authenticate() or beginAuthorization())'
   }
   if (codes.includes(7000218)) {
-    return 'The application is not a public client: enable "Allow public client flows" on it, or use ServicePrincipalAuthentication'
+    return 'Enable "Allow public client flows" on the application, or use ServicePrincipalAuthentication'
   }
   return ENTRA_ADVICE(codes, error) ?? 'Check tenantId, clientId and the requested scopes'
 }
 
-/** Reads a successful user-grant answer: the token, a refresh token if any, and the account. */
-export function _readTokenResult(
-  res: HttpResponse,
-  opts: { what: string; now: number; secrets: readonly (string | undefined)[] },
-): _TokenResult {
-  return _toResult(parseEntraTokenResponse(res, { ...opts, advice: _userGrantAdvice }))
-}
-
-function _toResult(r: EntraTokenResult): _TokenResult {
+/** A user-grant answer as a result: the token, a refresh token if any, and the account. */
+export function _toResult(r: EntraTokenResult): _TokenResult {
   const rtIn = Number(r.body.refresh_token_expires_in)
-  return {
+  return _defined<_TokenResult>({
     accessToken: r.accessToken,
-    ...(r.refreshToken !== undefined ? { refreshToken: r.refreshToken } : {}),
-    ...(Number.isFinite(rtIn) && rtIn > 0 ? { refreshTokenExpiresIn: rtIn } : {}),
+    refreshToken: r.refreshToken,
+    refreshTokenExpiresIn: Number.isFinite(rtIn) && rtIn > 0 ? rtIn : undefined,
     account: _accountFrom(r.body, r.accessToken.token),
-  }
+  })
 }
 
 /** The account from `id_token` and `client_info`, else from the access token's claims. */
 export function _accountFrom(body: Record<string, unknown>, accessToken: string): AccountInfo {
   let claims: Record<string, unknown> = {}
   for (const jwt of [body.id_token, accessToken]) {
-    if (typeof jwt !== 'string') continue
     try {
-      claims = _decodeJwt(jwt, 'id_token')
+      claims = _decodeJwt(jwt as string, 'id_token')
       break
     } catch {
-      // an opaque token: try the next source
+      // absent or an opaque token: try the next source
     }
   }
-  const str = (v: unknown) => typeof v === 'string' && v !== '' ? v : undefined
   const oid = str(claims.oid)
   const tid = str(claims.tid)
-  let home = oid !== undefined && tid !== undefined ? `${oid}.${tid}` : undefined
-  if (typeof body.client_info === 'string') {
-    try {
-      const info = JSON.parse(new TextDecoder().decode(_unb64(body.client_info)))
-      if (str(info?.uid) && str(info?.utid)) home = `${info.uid}.${info.utid}`
-    } catch {
-      // client_info is optional
-    }
+  let home = oid && tid && `${oid}.${tid}`
+  try {
+    const info = JSON.parse(new TextDecoder().decode(_unb64(body.client_info as string)))
+    if (str(info?.uid) && str(info?.utid)) home = `${info.uid}.${info.utid}`
+  } catch {
+    // client_info is optional
   }
-  const username = str(claims.preferred_username) ?? str(claims.upn) ?? str(claims.email) ??
-    str(claims.unique_name)
-  return {
-    ...(home !== undefined ? { homeAccountId: home } : {}),
-    ...(oid !== undefined ? { objectId: oid } : {}),
-    ...(tid !== undefined ? { tenantId: tid } : {}),
-    ...(username !== undefined ? { username } : {}),
-  }
+  return _defined<AccountInfo>({
+    homeAccountId: home,
+    objectId: oid,
+    tenantId: tid,
+    username: str(claims.preferred_username) ?? str(claims.upn) ?? str(claims.email) ??
+      str(claims.unique_name),
+  })
+}
+
+function str(v: unknown): string | undefined {
+  return typeof v === 'string' && v !== '' ? v : undefined
 }
 
 /** The `tid` claim of a token when it is a JWT, else `undefined`. */
 export function _tidOf(token: string): string | undefined {
   try {
-    const tid = _decodeJwt(token).tid
-    return typeof tid === 'string' && tid !== '' ? tid : undefined
+    return str(_decodeJwt(token).tid)
   } catch {
     return undefined
   }
 }
 
-/** POSTs a user grant to the token endpoint and reads the answer. */
+/**
+ * POSTs a user grant to the token endpoint (with `client_id` and `client_info` added) and reads
+ * the answer.
+ *
+ * @param ctx the credential's HTTP context
+ * @param app the public client
+ * @param form the grant's own fields
+ * @param what the grant, for messages (`refresh token`, `authorization code`)
+ * @param opts abort signal; tenant (default `app.tenant`)
+ */
 export async function _userGrant(
   ctx: HttpContext,
-  req: {
-    authorityHost: string
-    tenant: string
-    form: Record<string, string | undefined>
-    what: string
-    signal?: AbortSignal | undefined
-  },
+  app: _App,
+  form: Record<string, string | undefined>,
+  what: string,
+  opts: { signal?: AbortSignal | undefined; tenant?: string | undefined } = {},
 ): Promise<_TokenResult> {
   return _toResult(
     await requestEntraTokenResult(ctx, {
-      authority: req.authorityHost,
-      tenant: req.tenant,
-      form: req.form,
-      what: req.what,
-      signal: req.signal,
+      authority: app.authorityHost,
+      tenant: opts.tenant ?? app.tenant,
+      form: { client_id: app.clientId, client_info: '1', ...form },
+      what: `the Entra ID token endpoint (${what})`,
+      signal: opts.signal,
       advice: _userGrantAdvice,
     }),
   )
@@ -176,8 +185,11 @@ export interface _Session {
   expiresAt: number
 }
 
-/** Entra refresh tokens live 90 days (sliding) unless the answer says otherwise. */
-export const _DEFAULT_RT_LIFETIME_MS: number = 90 * 24 * 3600 * 1000
+/**
+ * Entra refresh tokens live 90 days (sliding) unless the answer says otherwise. A literal: bundlers
+ * keep module-level arithmetic even when nothing uses it.
+ */
+export const _DEFAULT_RT_LIFETIME_MS: number = 7_776_000_000
 
 /** Builds the session a grant answer establishes, keeping the old refresh token if none came. */
 export function _sessionFrom(
@@ -194,24 +206,11 @@ export function _sessionFrom(
   return { refreshToken: rt, account, expiresAt }
 }
 
-/** Checks a `TokenStore` at construction time. */
-export function _checkStore(store: unknown, option: string): TokenStore {
-  const s = store as Partial<TokenStore> | null
-  if (
-    s === null || typeof s !== 'object' || typeof s.get !== 'function' ||
-    typeof s.set !== 'function' || typeof s.delete !== 'function'
-  ) {
-    throw new TypeError(`${option} must have get, set and delete methods`)
-  }
-  return s as TokenStore
-}
-
-function storeError(action: string, cause: unknown): AmlAuthError {
-  return new AmlAuthError(
-    'ERR_STORE',
-    `Cannot ${action} the signed-in account in tokenStore; check the store (its error is the cause)`,
-    { cause },
-  )
+/** The options of a credential that keeps a session in a `TokenStore`. */
+export interface _StoreOptions {
+  tokenStore?: TokenStore
+  tokenStoreKey?: StoreKey
+  tokenStoreName?: string
 }
 
 /**
@@ -222,27 +221,46 @@ function storeError(action: string, cause: unknown): AmlAuthError {
 export class _SessionHolder {
   #session: _Session | undefined = undefined
   readonly #store: TokenStore | undefined
-  readonly #key: Promise<CryptoKey> | undefined
-  readonly #name: Promise<string> | undefined
+  /** The imported key and the entry name. */
+  readonly #keys: Promise<[CryptoKey, string]> | undefined
   readonly #now: () => number
 
-  constructor(
-    opts: { store?: TokenStore | undefined; key?: StoreKey | undefined; name: string },
-    now: () => number,
-  ) {
+  /**
+   * Checks the store options (construction time) and starts importing the key.
+   *
+   * @param o `tokenStore`, `tokenStoreKey` (required with it) and `tokenStoreName`
+   * @param app whose sign-in this is (part of the entry name)
+   * @param now the clock
+   * @throws {TypeError} for a store without key (or key without store), or a bad option
+   */
+  constructor(o: _StoreOptions, app: _App, now: () => number) {
     this.#now = now
-    if (opts.store !== undefined) {
-      this.#store = opts.store
-      this.#key = _importStoreKey(opts.key!)
-      this.#key.catch(() => {})
-      this.#name = _hashKey('aml-edge-auth/refresh-token\n' + opts.name)
-      this.#name.catch(() => {})
+    const store = o.tokenStore as Partial<TokenStore> | undefined
+    if ((store === undefined) !== (o.tokenStoreKey === undefined)) {
+      throw new TypeError(
+        'tokenStore and tokenStoreKey go together: the refresh token is only stored encrypted',
+      )
     }
-  }
-
-  /** Whether sessions outlive this object (a store was given). */
-  get persistent(): boolean {
-    return this.#store !== undefined
+    const name = o.tokenStoreName === undefined
+      ? 'default'
+      : _checkString(o.tokenStoreName, 'tokenStoreName')
+    if (store === undefined) return
+    if (
+      store === null || typeof store !== 'object' ||
+      (['get', 'set', 'delete'] as const).some((m) => typeof store[m] !== 'function')
+    ) {
+      throw new TypeError('tokenStore must have get, set and delete methods')
+    }
+    this.#store = store as TokenStore
+    this.#keys = Promise.all([
+      _importStoreKey(_checkStoreKey(o.tokenStoreKey, 'tokenStoreKey')),
+      _hashKey(
+        ['aml-edge-auth/refresh-token', app.authorityHost, app.tenant, app.clientId, name].join(
+          '\n',
+        ),
+      ),
+    ])
+    this.#keys.catch(() => {})
   }
 
   /** The session this object knows, without I/O. */
@@ -254,18 +272,10 @@ export class _SessionHolder {
 
   /** The session, read again from the store when there is one (another instance may rotate it). */
   async load(): Promise<_Session | undefined> {
-    if (this.#store === undefined) return this.current
-    let sealed: string | undefined
-    let key: CryptoKey
-    let name: string
-    try {
-      ;[key, name] = await Promise.all([this.#key!, this.#name!])
-      sealed = await this.#store.get(name)
-    } catch (e) {
-      throw storeError('read', e)
-    }
-    const plain = sealed === undefined ? undefined : await _open(key, name, sealed)
-    const stored = plain === undefined ? undefined : parseSession(plain)
+    const stored = await this.#io('read', async (store, [key, name]) => {
+      const sealed = await store.get(name)
+      return parseSession(sealed && await _open(key, name, sealed))
+    })
     // A session only this object knows (its save failed) stays in use.
     if (stored !== undefined) this.#session = stored
     return this.current
@@ -274,73 +284,52 @@ export class _SessionHolder {
   /** Keeps a session in memory and, with a store, seals it there. */
   async save(session: _Session): Promise<void> {
     this.#session = session
-    if (this.#store === undefined) return
-    try {
-      const [key, name] = await Promise.all([this.#key!, this.#name!])
+    await this.#io('save', async (store, [key, name]) => {
       const value = JSON.stringify({
         v: 1,
         rt: session.refreshToken,
         account: session.account,
         exp: session.expiresAt,
       })
-      await this.#store.set(name, await _seal(key, name, value), { expiresAt: session.expiresAt })
-    } catch (e) {
-      throw storeError('save', e)
-    }
+      await store.set(name, await _seal(key, name, value), { expiresAt: session.expiresAt })
+    })
   }
 
   /** Forgets the session here and in the store. */
   async clear(): Promise<void> {
     this.#session = undefined
-    if (this.#store === undefined) return
+    await this.#io('delete', (store, [, name]) => store.delete(name))
+  }
+
+  /** Runs a store operation, if there is a store; its failure becomes `ERR_STORE`. */
+  async #io<T>(
+    action: string,
+    run: (store: TokenStore, keys: [CryptoKey, string]) => Promise<T>,
+  ): Promise<T | undefined> {
+    if (this.#store === undefined) return undefined
     try {
-      await this.#store.delete(await this.#name!)
-    } catch (e) {
-      throw storeError('delete', e)
+      return await run(this.#store, await this.#keys!)
+    } catch (cause) {
+      throw new AmlAuthError(
+        'ERR_STORE',
+        `Cannot ${action} the signed-in account in tokenStore; check the store (see the cause)`,
+        { cause },
+      )
     }
   }
 }
 
-function parseSession(plain: string): _Session | undefined {
+/**
+ * Reads a session this module sealed (AES-GCM authenticates it, so only our own writes open);
+ * anything of another shape, e.g. from another version, is ignored.
+ */
+function parseSession(plain: string | undefined): _Session | undefined {
   try {
-    const v = JSON.parse(plain)
-    if (v?.v !== 1 || typeof v.rt !== 'string' || v.rt === '' || typeof v.exp !== 'number') {
-      return undefined
-    }
-    const a = v.account && typeof v.account === 'object' ? v.account : {}
-    const account: AccountInfo = {}
-    for (const k of ['homeAccountId', 'objectId', 'tenantId', 'username'] as const) {
-      if (typeof a[k] === 'string') account[k] = a[k]
-    }
-    return { refreshToken: v.rt, account, expiresAt: v.exp }
+    const v = JSON.parse(plain!)
+    return v?.v === 1 && typeof v.rt === 'string' && v.rt && typeof v.exp === 'number'
+      ? { refreshToken: v.rt, account: { ...v.account }, expiresAt: v.exp }
+      : undefined
   } catch {
     return undefined
   }
-}
-
-/** The refresh-token grant: a token for any scope, silently, from the session's refresh token. */
-export function _refreshGrant(
-  ctx: HttpContext,
-  p: {
-    authorityHost: string
-    tenant: string
-    clientId: string
-    refreshToken: string
-    scopes: readonly string[]
-    claims?: string | undefined
-  },
-): Promise<_TokenResult> {
-  return _userGrant(ctx, {
-    authorityHost: p.authorityHost,
-    tenant: p.tenant,
-    form: {
-      client_id: p.clientId,
-      grant_type: 'refresh_token',
-      refresh_token: p.refreshToken,
-      scope: _scopeParam(p.scopes),
-      client_info: '1',
-      claims: p.claims,
-    },
-    what: 'the Entra ID token endpoint (refresh token)',
-  })
 }

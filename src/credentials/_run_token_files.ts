@@ -3,7 +3,7 @@
 // Fernet token of the UTF-8 run token, under the key derived from `AZUREML_RUN_TOKEN_PASS` and
 // `AZUREML_RUN_TOKEN_RAND`. All file-system access goes through injectable functions whose
 // defaults come from `src/env.ts`, so runtimes without a file system simply pass none.
-import { _deriveRunTokenKey, _fernetDecrypt, _fernetEncrypt, _importFernetKey } from '../_fernet.ts'
+import { _deriveRunTokenKey, _fernetOpen, _fernetSeal, _importFernetKey } from '../_fernet.ts'
 import type { _FernetKey } from '../_fernet.ts'
 import { _readDir, _writeTextFile, defaultFileReader, type Env, type FileReader } from '../env.ts'
 import { _jwtExpiry } from '../jwt.ts'
@@ -38,8 +38,11 @@ export interface _Sharing {
   readonly key: () => Promise<_FernetKey>
 }
 
-/** Largest token file read, in characters: a Fernet token of a JWT is a few kB. */
-const MAX_FILE_CHARS = 64 * 1024
+/**
+ * Largest token file read, in characters (64 Ki): a Fernet token of a JWT is a few kB. A literal:
+ * bundlers keep module-level arithmetic even when nothing uses it.
+ */
+const MAX_FILE_CHARS = 65_536
 /** Files tried, newest first, before giving up (a partly written or corrupt one is skipped). */
 const MAX_CANDIDATES = 8
 /** Seconds from 0001-01-01T00:00:00Z to the Unix epoch, as .NET and Python `datetime` count. */
@@ -106,30 +109,22 @@ export interface _SharedToken {
  * under another key or not a JWT with `exp` is skipped. Never throws.
  */
 export async function _readSharedToken(sharing: _Sharing): Promise<_SharedToken | undefined> {
-  let names: string[]
   try {
-    names = (await sharing.readDir(sharing.dir)).filter((n) => n.includes('token.txt'))
-  } catch {
-    return undefined
-  }
-  names.sort((a, b) => _naturalCompare(b, a))
-  let key: _FernetKey
-  try {
-    key = await sharing.key()
-  } catch {
-    return undefined
-  }
-  for (const name of names.slice(0, MAX_CANDIDATES)) {
-    try {
-      const text = await sharing.readFile(`${sharing.dir}/${name}`)
-      if (text.length > MAX_FILE_CHARS) continue
-      const token = new TextDecoder('utf-8', { fatal: true }).decode(
-        await _fernetDecrypt(key, text.trim()),
-      )
-      return { token, expiresOn: _jwtExpiry(token, 'shared run token') }
-    } catch {
-      // A partial, corrupt or foreign file: try the next newest.
+    const names = (await sharing.readDir(sharing.dir)).filter((n) => n.includes('token.txt'))
+    names.sort((a, b) => _naturalCompare(b, a))
+    const key = await sharing.key()
+    for (const name of names.slice(0, MAX_CANDIDATES)) {
+      try {
+        const text = await sharing.readFile(`${sharing.dir}/${name}`)
+        if (text.length > MAX_FILE_CHARS) continue
+        const token = new TextDecoder('utf-8', { fatal: true }).decode(await _fernetOpen(key, text))
+        return { token, expiresOn: _jwtExpiry(token, 'shared run token') }
+      } catch {
+        // A partial, corrupt or foreign file: try the next newest.
+      }
     }
+  } catch {
+    // No directory listing or no key: nothing shared.
   }
   return undefined
 }
@@ -151,9 +146,7 @@ export async function _writeSharedToken(
   nowMs: number,
 ): Promise<boolean> {
   try {
-    const sealed = await _fernetEncrypt(await sharing.key(), token, {
-      timestamp: Math.floor(nowMs / 1000),
-    })
+    const sealed = await _fernetSeal(await sharing.key(), token, Math.floor(nowMs / 1000))
     await sharing.writeFile(`${sharing.dir}/${_tokenFileName(nowMs)}`, sealed)
     return true
   } catch {

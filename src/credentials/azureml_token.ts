@@ -6,6 +6,7 @@
  */
 import { AccessToken, type Audience } from '../access_token.ts'
 import { _unrefTimer, type Env, resolveEnv } from '../env.ts'
+import { _checkFunction } from '../_validate.ts'
 import { AmlAuthError, CredentialUnavailableError } from '../errors.ts'
 import { _parseJsonObject, type HttpResponse, sendRequest } from '../http.ts'
 import { _jwtExpiry } from '../jwt.ts'
@@ -111,12 +112,6 @@ const RETRY_AFTER_FAILURE_MS = 10_000
  */
 const RUN_KEY = 'azureml:run-token'
 const WHAT = 'the Azure ML run-token service'
-// Whole literals (not a shared prefix plus a suffix): a concatenation at module level is code a
-// bundler keeps even when nothing uses it.
-const ROUTE_BY_NAME =
-  '/history/v1.0/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.MachineLearningServices/workspaces/{workspaceName}/experiments/{experimentName}/runs/{runId}/token'
-const ROUTE_BY_ID =
-  '/history/v1.0/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.MachineLearningServices/workspaces/{workspaceName}/experimentids/{experimentId}/runs/{runId}/token'
 /**
  * The fields of a run scope, in route order (internal; the token broker validates its policy's
  * run-token patterns against the same list).
@@ -130,17 +125,29 @@ export const _RUN_SCOPE_FIELDS = [
   'runId',
 ] as const
 type ScopeField = typeof _RUN_SCOPE_FIELDS[number]
+/** The host and the run scope, as validated (absent fields are `undefined`). */
+type Scope = Record<'host' | ScopeField, string | undefined>
 
-const ENV_NAMES: Record<string, string> = {
-  azuremlAccessToken: 'AZUREML_RUN_TOKEN',
-  expiryTime: 'AZUREML_RUN_TOKEN_EXPIRY',
-  host: 'AZUREML_SERVICE_ENDPOINT',
-  subscriptionId: 'AZUREML_ARM_SUBSCRIPTION',
-  resourceGroupName: 'AZUREML_ARM_RESOURCEGROUP',
-  workspaceName: 'AZUREML_ARM_WORKSPACE_NAME',
-  experimentName: 'AZUREML_ARM_PROJECT_NAME',
-  experimentId: 'AZUREML_EXPERIMENT_ID',
-  runId: 'AZUREML_RUN_ID',
+/**
+ * The variable (after `AZUREML_`) each option comes from in `fromEnvironment`. The first seven
+ * are required, in the order messages list them; the expiry only for a token that is not a JWT.
+ */
+const ENV: Record<string, string> = {
+  azuremlAccessToken: 'RUN_TOKEN',
+  subscriptionId: 'ARM_SUBSCRIPTION',
+  resourceGroupName: 'ARM_RESOURCEGROUP',
+  workspaceName: 'ARM_WORKSPACE_NAME',
+  experimentName: 'ARM_PROJECT_NAME',
+  runId: 'RUN_ID',
+  host: 'SERVICE_ENDPOINT',
+  expiryTime: 'RUN_TOKEN_EXPIRY',
+  experimentId: 'EXPERIMENT_ID',
+}
+
+/** The default refresh route of SPEC 5: by experiment id when one is known, else by name. */
+function defaultRoute(byId: boolean): string {
+  return '/history/v1.0/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.MachineLearningServices/workspaces/{workspaceName}/' +
+    (byId ? 'experimentids/{experimentId}' : 'experiments/{experimentName}') + '/runs/{runId}/token'
 }
 
 // How refreshing works with the shared token cache (design notes).
@@ -247,6 +254,8 @@ export class AzureMLTokenAuthentication extends AbstractAuthentication {
   readonly userEmail: string | undefined
 
   #current: AccessToken
+  /** The host and run scope, for `_describe`. */
+  readonly #scope: Scope
   // Random, so that no other instance, in this isolate or another sharing a token store, can
   // ever read this instance's cached token. Made on first use: Workers refuse random values at
   // global scope, where `create()` is often called.
@@ -274,18 +283,13 @@ export class AzureMLTokenAuthentication extends AbstractAuthentication {
    */
   constructor(options: AzureMLTokenAuthenticationOptions) {
     super(options)
-    const v = validate(options, {})
-    this.host = v.host
-    this.subscriptionId = v.scope.subscriptionId
-    this.resourceGroupName = v.scope.resourceGroupName
-    this.workspaceName = v.scope.workspaceName
-    this.experimentName = v.scope.experimentName
-    this.experimentId = v.scope.experimentId
-    this.runId = v.scope.runId
-    this.userEmail = v.userEmail
+    const v = validate(options, 0)
+    Object.assign(this, v.scope)
+    this.#scope = v.scope
+    this.userEmail = options.userEmail
     this.#current = new AccessToken(v.token, v.expiresOn)
     this.#missing = v.missing
-    this.#refreshUrl = v.missing.length === 0 ? v.refreshUrl : undefined
+    this.#refreshUrl = v.refreshUrl
     this.#sharing = options.tokenFiles === false || !isEnvRun(this._env, v.scope)
       ? undefined
       : _sharingFromEnv(this._env, options.tokenFiles)
@@ -318,16 +322,7 @@ export class AzureMLTokenAuthentication extends AbstractAuthentication {
    * ```
    */
   static create(options: AzureMLTokenCreateOptions): AzureMLTokenAuthentication {
-    if (options === null || typeof options !== 'object') {
-      throw new TypeError('options must be an object')
-    }
-    validate(options, {}, true)
-    const key = _runScopeKey(options, '//')
-    const found = registry.get(key)
-    if (found !== undefined) return found
-    const auth = new AzureMLTokenAuthentication(options)
-    registry.set(key, auth)
-    return auth
+    return register(options, 1)
   }
 
   /**
@@ -365,51 +360,25 @@ export class AzureMLTokenAuthentication extends AbstractAuthentication {
     options: AzureMLTokenFromEnvironmentOptions = {},
   ): AzureMLTokenAuthentication {
     const e = resolveEnv(env ?? options.env)
-    const get = (name: string): string | undefined => {
-      const value = e[name]?.trim()
-      return value ? value : undefined
-    }
-    const required = [
-      'AZUREML_RUN_TOKEN',
-      'AZUREML_ARM_SUBSCRIPTION',
-      'AZUREML_ARM_RESOURCEGROUP',
-      'AZUREML_ARM_WORKSPACE_NAME',
-      'AZUREML_ARM_PROJECT_NAME',
-      'AZUREML_RUN_ID',
-      'AZUREML_SERVICE_ENDPOINT',
-    ]
-    const missing = required.filter((name) => get(name) === undefined)
+    const all: Record<string, unknown> = { ...options, env: e }
+    const missing: string[] = []
+    Object.entries(ENV).forEach(([field, name], i) => {
+      const value = e[name = 'AZUREML_' + name]?.trim()
+      all[field] = value || undefined
+      if (
+        !value &&
+        (i < 7 ||
+          (i === 7 && all.azuremlAccessToken && jwtExpiry(all.azuremlAccessToken) === undefined))
+      ) missing.push(name)
+    })
     if (missing.length > 0) {
       throw new CredentialUnavailableError(
-        `AzureMLTokenAuthentication.fromEnvironment needs ${missing.join(', ')}, which ${
-          missing.length === 1 ? 'is' : 'are'
-        } not set; Azure ML sets these inside a run (outside one, use create())`,
+        `AzureMLTokenAuthentication.fromEnvironment needs ${
+          missing.join(', ')
+        }, not set (Azure ML sets them in a run; elsewhere use create())`,
       )
     }
-    const token = get('AZUREML_RUN_TOKEN')!
-    const expiry = get('AZUREML_RUN_TOKEN_EXPIRY')
-    if (expiry === undefined && jwtExpiry(token) === undefined) {
-      throw new CredentialUnavailableError(
-        'AZUREML_RUN_TOKEN is not a JWT with an exp claim and AZUREML_RUN_TOKEN_EXPIRY is not set; set it to the expiry (epoch seconds or an ISO 8601 date with a time zone)',
-      )
-    }
-    const experimentId = get('AZUREML_EXPERIMENT_ID')
-    const all: AzureMLTokenCreateOptions = {
-      ...options,
-      env: e,
-      azuremlAccessToken: token,
-      ...(expiry !== undefined ? { expiryTime: expiry } : {}),
-      host: get('AZUREML_SERVICE_ENDPOINT')!,
-      subscriptionId: get('AZUREML_ARM_SUBSCRIPTION')!,
-      resourceGroupName: get('AZUREML_ARM_RESOURCEGROUP')!,
-      workspaceName: get('AZUREML_ARM_WORKSPACE_NAME')!,
-      experimentName: get('AZUREML_ARM_PROJECT_NAME')!,
-      ...(experimentId !== undefined ? { experimentId } : {}),
-      runId: get('AZUREML_RUN_ID')!,
-    }
-    // Validate first so that a malformed value is reported under its variable's name.
-    validate(all, ENV_NAMES, true)
-    return AzureMLTokenAuthentication.create(all)
+    return register(all as unknown as AzureMLTokenCreateOptions, 2)
   }
 
   /** Expiry of the current run token. */
@@ -439,15 +408,9 @@ export class AzureMLTokenAuthentication extends AbstractAuthentication {
   ): Promise<AccessToken> {
     // The base class would key "no scope" as ARM; route it to the run-token key instead, so the
     // shared cache (single flight, refresh-ahead at expiry - 95 s) still does the work.
-    if (scopes === undefined || scopes === '' || (Array.isArray(scopes) && scopes.length === 0)) {
-      return super.getToken(RUN_KEY, options)
-    }
-    const named = typeof scopes === 'string'
-      ? scopes
-      : Array.isArray(scopes)
-      ? scopes.map(String).join(' ')
-      : typeof scopes
-    return Promise.reject(unsupported(`scope ${named} is not supported for run tokens`))
+    return scopes === undefined || scopes?.length === 0
+      ? super.getToken(RUN_KEY, options)
+      : refuse(`scope ${scopes}`)
   }
 
   /**
@@ -458,9 +421,7 @@ export class AzureMLTokenAuthentication extends AbstractAuthentication {
    * @throws {AmlAuthError} `ERR_UNSUPPORTED_AUDIENCE`
    */
   override getTokenForAudience(audience: Audience): Promise<AccessToken> {
-    return Promise.reject(
-      unsupported(`audience ${String(audience)} is not supported for run tokens`),
-    )
+    return refuse(`audience ${audience}`)
   }
 
   /**
@@ -481,9 +442,7 @@ export class AzureMLTokenAuthentication extends AbstractAuthentication {
    * @throws {AmlAuthError} `ERR_UNSUPPORTED_AUDIENCE`
    */
   override getAzureMLAuthenticationHeader(): Promise<{ Authorization: string }> {
-    return Promise.reject(
-      unsupported('the Azure ML client audience is not supported for run tokens'),
-    )
+    return refuse('the Azure ML client audience')
   }
 
   /**
@@ -493,11 +452,7 @@ export class AzureMLTokenAuthentication extends AbstractAuthentication {
    * @throws {AmlAuthError} `ERR_UNSUPPORTED_AUDIENCE`
    */
   override listSubscriptions(): Promise<SubscriptionInfo[]> {
-    return Promise.reject(
-      unsupported(
-        'listing subscriptions needs an ARM token, which is not supported for run tokens',
-      ),
-    )
+    return refuse('listSubscriptions() (an ARM call)')
   }
 
   /**
@@ -527,9 +482,7 @@ export class AzureMLTokenAuthentication extends AbstractAuthentication {
    */
   startAutoRefresh(options: AutoRefreshOptions = {}): AutoRefresh {
     const intervalMs = _checkPositive(options.intervalMs, 'intervalMs') ?? 30_000
-    if (options.onError !== undefined && typeof options.onError !== 'function') {
-      throw new TypeError('onError must be a function')
-    }
+    _checkFunction(options.onError, 'onError', '(error) => void')
     if (this.#refreshUrl === undefined) throw this.#notRefreshable()
     this.stopAutoRefresh()
     const onError = options.onError
@@ -562,45 +515,30 @@ export class AzureMLTokenAuthentication extends AbstractAuthentication {
    */
   protected async _requestToken(request: TokenRequest): Promise<AccessToken> {
     if (request.scopes.length !== 1 || request.scopes[0] !== RUN_KEY) {
-      throw unsupported('only the run token itself is supported for run tokens')
+      throw unsupported(`scope ${request.scopes}`)
     }
-    const force = request.claims !== undefined
-    const now = this._http.now()
-    if (!this.#sharedChecked || this.#current.expiresOnTimestamp - now <= THRESHOLD_MS) {
-      await this.#adoptSharedToken()
-    }
-    const cur = this.#current
-    if (!force && cur.expiresOnTimestamp - now > THRESHOLD_MS) return this.#forCache(cur)
-    if (this.#refreshUrl === undefined) {
-      if (cur.expiresOnTimestamp > now) return this.#forCache(cur)
-      throw this.#expired()
-    }
-    if (!force && now < this.#retryAt) {
-      // A refresh failed moments ago: keep using the valid token rather than hammer the service.
-      if (cur.expiresOnTimestamp > now) return this.#forCache(cur, this.#retryAt)
-      throw this.#expired()
-    }
+    let t: AccessToken | undefined
     try {
-      return this.#forCache(await this.#refreshNow())
+      t = await this.#renew(request.claims !== undefined)
     } catch {
-      const t = this.#current
-      if (t.expiresOnTimestamp > this._http.now()) return this.#forCache(t, this.#retryAt)
-      throw this.#expired()
+      // the refresh failed: the current token stays in use while valid
     }
+    if (t !== undefined) return this.#forCache(t)
+    // Not refreshable, or a refresh failed moments ago: keep using the valid token rather than
+    // hammer the service (the cache asks again at the retry time).
+    t = this.#current
+    if (t.expiresOnTimestamp > this._http.now()) {
+      return this.#forCache(t, this.#refreshUrl ? this.#retryAt : undefined)
+    }
+    throw this.#expired()
   }
 
   /** Non-secret fields for `toString`, `toJSON` and inspection: the host and run scope. */
   protected override _describe(): Record<string, unknown> {
     return {
-      host: this.host,
-      subscriptionId: this.subscriptionId,
-      resourceGroupName: this.resourceGroupName,
-      workspaceName: this.workspaceName,
-      experimentName: this.experimentName,
-      experimentId: this.experimentId,
-      runId: this.runId,
+      ...this.#scope,
       expiresOn: new Date(this.#current.expiresOnTimestamp).toISOString(),
-      refreshable: this.#refreshUrl !== undefined,
+      refreshable: this.refreshable,
     }
   }
 
@@ -614,16 +552,28 @@ export class AzureMLTokenAuthentication extends AbstractAuthentication {
     return new AccessToken(t.token, t.expiresOn, Math.min(at, exp))
   }
 
-  /** Adopts the newest shared token file when it outlives the current token. */
-  async #adoptSharedToken(): Promise<boolean> {
-    this.#sharedChecked = true
-    if (this.#sharing === undefined) return false
-    const found = await _readSharedToken(this.#sharing)
-    if (found === undefined || found.expiresOn * 1000 <= this.#current.expiresOnTimestamp) {
-      return false
+  /**
+   * The token to use now, renewed if due: first from a sibling's shared file (newest, when it
+   * outlives ours), else from the service when refreshable and not backing off after a failure;
+   * `force` skips the "still fresh" answer and the back-off. Resolves `undefined` when a refresh is
+   * due but not possible now; rejects when the refresh fails.
+   */
+  async #renew(force: boolean): Promise<AccessToken | undefined> {
+    const now = this._http.now()
+    if (
+      this.#sharing !== undefined &&
+      (!this.#sharedChecked || this.#current.expiresOnTimestamp - now <= THRESHOLD_MS)
+    ) {
+      const found = await _readSharedToken(this.#sharing)
+      if (found !== undefined && found.expiresOn * 1000 > this.#current.expiresOnTimestamp) {
+        this.#current = new AccessToken(found.token, found.expiresOn)
+      }
     }
-    this.#current = new AccessToken(found.token, found.expiresOn)
-    return true
+    this.#sharedChecked = true
+    if (!force && this.#current.expiresOnTimestamp - now > THRESHOLD_MS) return this.#current
+    return this.#refreshUrl !== undefined && (force || now >= this.#retryAt)
+      ? await this.#refreshNow()
+      : undefined
   }
 
   /** One refresh request at a time per instance, shared by the cache, the timer and refresh(). */
@@ -654,9 +604,7 @@ export class AzureMLTokenAuthentication extends AbstractAuthentication {
       }
       return t
     } catch (e) {
-      const err = e instanceof AmlAuthError
-        ? e
-        : new AmlAuthError('ERR_NETWORK', `The refresh through ${WHAT} failed unexpectedly`)
+      const err = asAmlError(e)
       this.#lastError = err
       this.#retryAt = this._http.now() + RETRY_AFTER_FAILURE_MS
       throw err
@@ -665,19 +613,17 @@ export class AzureMLTokenAuthentication extends AbstractAuthentication {
 
   async #tick(onError: ((error: AmlAuthError) => void) | undefined): Promise<void> {
     try {
-      const now = this._http.now()
-      if (this.#current.expiresOnTimestamp - now > THRESHOLD_MS) return
+      if (this.#current.expiresOnTimestamp - this._http.now() > THRESHOLD_MS) return
       // Due: a sibling process may already have refreshed it; else ask the service.
-      if (await this.#adoptSharedToken()) {
-        this._forgetTokens()
-        if (this.#current.expiresOnTimestamp - this._http.now() > THRESHOLD_MS) return
+      const before = this.#current
+      try {
+        await this.#renew(false)
+      } finally {
+        if (this.#current !== before) this._forgetTokens()
       }
-      if (this._http.now() < this.#retryAt) return
-      await this.#refreshNow()
-      this._forgetTokens()
     } catch (e) {
       try {
-        onError?.(e instanceof AmlAuthError ? e : new AmlAuthError('ERR_NETWORK', String(e)))
+        onError?.(asAmlError(e))
       } catch {
         // The callback's own failure must not become an unhandled rejection of the timer.
       }
@@ -685,158 +631,151 @@ export class AzureMLTokenAuthentication extends AbstractAuthentication {
   }
 
   #expired(): AmlAuthError {
-    const why = this.#refreshUrl === undefined
-      ? `it cannot be refreshed because ${this.#missing.join(', ')} ${
-        this.#missing.length === 1 ? 'was' : 'were'
-      } not given`
-      : this.#lastError !== undefined
-      ? `the last refresh failed (${this.#lastError.code}${
-        this.#lastError.status !== undefined ? `, status ${this.#lastError.status}` : ''
-      })`
-      : 'it could not be refreshed'
+    const last = this.#lastError
     return new AmlAuthError(
       'ERR_TOKEN_EXPIRED',
-      `The Azure ML run token has expired and ${why}; get a new run token (e.g. restart the run's process with a fresh AZUREML_RUN_TOKEN)`,
-      this.#lastError !== undefined ? { cause: this.#lastError } : {},
+      `The Azure ML run token has expired and ${
+        this.#refreshUrl === undefined
+          ? notRefreshable(this.#missing)
+          : last !== undefined
+          ? `the last refresh failed (${last.code}${
+            last.status !== undefined ? ', status ' + last.status : ''
+          })`
+          : 'could not be refreshed'
+      }; get a new run token`,
+      last && { cause: last },
     )
   }
 
   #notRefreshable(): CredentialUnavailableError {
     return new CredentialUnavailableError(
-      `This AzureMLTokenAuthentication cannot refresh its run token because ${
-        this.#missing.join(', ')
-      } ${this.#missing.length === 1 ? 'was' : 'were'} not given`,
+      `This AzureMLTokenAuthentication ${notRefreshable(this.#missing)}`,
     )
   }
+}
+
+/** A refresh failure as an `AmlAuthError` (anything else becomes a generic `ERR_NETWORK`). */
+function asAmlError(e: unknown): AmlAuthError {
+  return e instanceof AmlAuthError
+    ? e
+    : new AmlAuthError('ERR_NETWORK', `Refreshing through ${WHAT} failed`)
+}
+
+function notRefreshable(missing: readonly string[]): string {
+  return `cannot refresh its run token without ${missing.join(', ')}`
 }
 
 function unsupported(what: string): AmlAuthError {
   return new AmlAuthError(
     'ERR_UNSUPPORTED_AUDIENCE',
-    `AzureMLTokenAuthentication: ${what}; a run token only authorizes the run's own calls to Azure ML (use ServicePrincipalAuthentication or MsiAuthentication for ARM and Azure ML client tokens)`,
+    `${what} is not supported for run tokens; use ServicePrincipalAuthentication or MsiAuthentication for ARM and Azure ML tokens`,
   )
 }
 
+function refuse(what: string): Promise<never> {
+  return Promise.reject(unsupported(what))
+}
+
+/** `create()` and `fromEnvironment()`: the registered instance of the run scope, made once. */
+function register(
+  options: AzureMLTokenCreateOptions,
+  mode: 1 | 2,
+): AzureMLTokenAuthentication {
+  validate(options, mode)
+  const key = _runScopeKey(options, '//')
+  let auth = registry.get(key)
+  if (auth === undefined) registry.set(key, auth = new AzureMLTokenAuthentication(options))
+  return auth
+}
+
 /** Whether a run scope is the run the environment describes (the owner of the shared token files). */
-function isEnvRun(env: Env, scope: Partial<AzureMLRunScope>): boolean {
-  const same = (a: string | undefined, b: string | undefined) =>
-    a !== undefined && b !== undefined && a.trim().toLowerCase() === b.toLowerCase()
-  return scope.runId !== undefined && env.AZUREML_RUN_ID?.trim() === scope.runId &&
-    same(env.AZUREML_ARM_SUBSCRIPTION, scope.subscriptionId) &&
-    same(env.AZUREML_ARM_RESOURCEGROUP, scope.resourceGroupName) &&
-    same(env.AZUREML_ARM_WORKSPACE_NAME, scope.workspaceName)
+function isEnvRun(env: Env, scope: Scope): boolean {
+  return (['runId', 'subscriptionId', 'resourceGroupName', 'workspaceName'] as const).every((f) => {
+    const a = env['AZUREML_' + ENV[f]]?.trim()
+    const b = scope[f]
+    return a !== undefined && b !== undefined &&
+      (f === 'runId' ? a === b : a.toLowerCase() === b.toLowerCase())
+  })
 }
 
 interface Validated {
   token: string
   expiresOn: number
-  host: string | undefined
-  userEmail: string | undefined
-  scope: Partial<AzureMLRunScope>
+  scope: Scope
   /** Option names whose absence prevents refreshing (empty: refreshable). */
   missing: string[]
   refreshUrl: string | undefined
 }
 
+const PLACEHOLDER_RE = /\{(\w+)\}/g
+
 /**
- * Checks options without I/O. `names` renames options in messages (environment variables);
- * `complete` requires the host and the whole run scope (`create`).
+ * Checks options without I/O. `mode` 1 (`create`) requires the host and the whole run scope, 2
+ * (`fromEnvironment`) as well and names the variables in messages.
  */
-function validate(
-  o: Partial<AzureMLTokenAuthenticationOptions>,
-  names: Record<string, string>,
-  complete = false,
-): Validated {
-  const n = (option: string) => names[option] ?? option
+function validate(o: Partial<AzureMLTokenAuthenticationOptions>, mode: 0 | 1 | 2): Validated {
   if (o === null || typeof o !== 'object') throw new TypeError('options must be an object')
+  const n = (option: string) => mode > 1 && ENV[option] ? 'AZUREML_' + ENV[option] : option
   const token = _checkString(o.azuremlAccessToken, n('azuremlAccessToken'))
-  let expiresOn: number
-  if (o.expiryTime !== undefined) {
-    expiresOn = _expirySeconds(o.expiryTime, n('expiryTime'))
-  } else {
-    const exp = jwtExpiry(token)
-    if (exp === undefined) {
-      throw new TypeError(
-        `${n('azuremlAccessToken')} is not a JWT with an exp claim; pass ${n('expiryTime')}`,
-      )
-    }
-    expiresOn = exp
+  const expiresOn = o.expiryTime === undefined
+    ? jwtExpiry(token)
+    : _expirySeconds(o.expiryTime, n('expiryTime'))
+  if (expiresOn === undefined) {
+    throw new TypeError(
+      `${n('azuremlAccessToken')} is not a JWT with an exp claim; pass ${n('expiryTime')}`,
+    )
   }
-  const scope: Partial<AzureMLRunScope> = {}
-  const missing: string[] = []
+  const scope = { host: o.host == null ? undefined : _checkEndpoint(o.host, n('host')) } as Scope
   for (const field of _RUN_SCOPE_FIELDS) {
-    const value = o[field]
-    if (value === undefined || value === null) {
-      if (field !== 'experimentId') missing.push(n(field))
-      continue
-    }
-    scope[field] = checkSegment(value, n(field))
+    // A scope value: a non-empty string that cannot walk out of its path segment.
+    const value = o[field] == null ? undefined : _checkString(o[field], n(field))
+    if (value === '.' || value === '..') throw new TypeError(`${n(field)} must not be '.' or '..'`)
+    scope[field] = value
   }
-  if (scope.experimentId !== undefined) {
-    // Either experiment field identifies the experiment.
-    const i = missing.indexOf(n('experimentName'))
-    if (i >= 0) missing.splice(i, 1)
-  }
-  let host: string | undefined
-  if (o.host !== undefined && o.host !== null) host = _checkEndpoint(o.host, n('host'))
-  else missing.unshift(n('host'))
   if (o.userEmail !== undefined && typeof o.userEmail !== 'string') {
     throw new TypeError('userEmail must be a string')
   }
-  const route = routeTemplate(o.refreshRoute, scope)
-  for (const field of placeholders(route)) {
-    if (scope[field] === undefined && !missing.includes(n(field))) missing.push(n(field))
-  }
-  if (complete && missing.length > 0) {
+  const byDefault = defaultRoute(scope.experimentId !== undefined)
+  const route = o.refreshRoute === undefined ? byDefault : checkRoute(o.refreshRoute)
+  // The host, the whole run scope (either experiment field) and whatever the route uses.
+  const missing = [
+    ...new Set(['host', ...placeholders(byDefault), ...placeholders(route)]),
+  ].filter((f) => scope[f as ScopeField] === undefined).map(n)
+  if (mode && missing.length > 0) {
     throw new TypeError(`${missing.join(', ')} must be given (non-empty strings)`)
   }
-  const refreshUrl = host === undefined || missing.length > 0 ? undefined : host +
-    route.replace(/\{(\w+)\}/g, (_, field: ScopeField) => encodeURIComponent(scope[field]!))
   return {
     token,
     expiresOn,
-    host,
-    userEmail: o.userEmail,
     scope,
     missing,
-    refreshUrl,
+    refreshUrl: missing.length > 0 ? undefined : scope.host +
+      route.replace(PLACEHOLDER_RE, (_, f: ScopeField) => encodeURIComponent(scope[f]!)),
   }
 }
 
-function placeholders(route: string): ScopeField[] {
-  return [...route.matchAll(/\{(\w+)\}/g)].map((m) => m[1] as ScopeField)
+function placeholders(route: string): string[] {
+  return [...route.matchAll(PLACEHOLDER_RE)].map((m) => m[1]!)
 }
 
-function routeTemplate(value: unknown, scope: Partial<AzureMLRunScope>): string {
-  if (value === undefined) return scope.experimentId !== undefined ? ROUTE_BY_ID : ROUTE_BY_NAME
-  if (typeof value !== 'string' || !value.startsWith('/') || value.startsWith('//')) {
-    throw new TypeError('refreshRoute must be a path starting with a single /')
-  }
-  if (/[?#]/.test(value)) throw new TypeError('refreshRoute must not contain a query or fragment')
-  const stray = value.replace(
-    /\{(\w+)\}/g,
-    (m, name: string) => (_RUN_SCOPE_FIELDS as readonly string[]).includes(name) ? '' : m,
-  )
-  if (/[{}]/.test(stray)) {
+function checkRoute(value: unknown): string {
+  if (
+    typeof value !== 'string' || !/^\/(?!\/)[^?#]*$/.test(value) || /[{}]/.test(
+      value.replace(PLACEHOLDER_RE, (m, f) => _RUN_SCOPE_FIELDS.includes(f) ? '' : m),
+    )
+  ) {
     throw new TypeError(
-      `refreshRoute may only use the placeholders ${
-        _RUN_SCOPE_FIELDS.map((f) => `{${f}}`).join(', ')
-      }`,
+      `refreshRoute must be a path starting with one /, without query or fragment, with placeholders among {${
+        _RUN_SCOPE_FIELDS.join('}, {')
+      }}`,
     )
   }
   return value
 }
 
-/** A scope value: a non-empty string that cannot walk out of its path segment. */
-function checkSegment(value: unknown, option: string): string {
-  const s = _checkString(value, option)
-  if (s === '.' || s === '..') throw new TypeError(`${option} must not be '.' or '..'`)
-  return s
-}
-
-function jwtExpiry(token: string): number | undefined {
+function jwtExpiry(token: unknown): number | undefined {
   try {
-    return _jwtExpiry(token, 'run token')
+    return _jwtExpiry(token as string, 'run token')
   } catch {
     return undefined
   }
@@ -847,34 +786,24 @@ function jwtExpiry(token: string): number | undefined {
  * date-time with a zone. No time-zone guessing: a date-time without a zone is refused.
  */
 export function _expirySeconds(value: unknown, option: string): number {
-  if (value instanceof Date) {
-    const t = value.getTime()
-    if (Number.isNaN(t)) throw new TypeError(`${option} is an invalid Date`)
-    return Math.floor(t / 1000)
+  if (value instanceof Date && !Number.isNaN(value.getTime())) {
+    return Math.floor(value.getTime() / 1000)
   }
-  let n: number | undefined
-  if (typeof value === 'number') n = value
-  else if (typeof value === 'string' && /^\s*\d+(\.\d+)?\s*$/.test(value)) n = Number(value)
-  if (n !== undefined) {
-    if (!Number.isFinite(n) || n <= 0) {
-      throw new RangeError(`${option} must be positive epoch seconds`)
-    }
-    if (n > 1e11) {
-      throw new RangeError(`${option} looks like milliseconds; pass epoch seconds`)
+  if (
+    typeof value === 'number' || (typeof value === 'string' && /^\s*\d+(\.\d+)?\s*$/.test(value))
+  ) {
+    const n = Number(value)
+    if (!(n > 0 && n <= 1e11)) {
+      throw new RangeError(`${option} must be positive epoch seconds (not milliseconds)`)
     }
     return Math.floor(n)
   }
-  if (typeof value === 'string') {
-    const parsed = _parseIsoWithZone(value)
-    if (parsed === 'no-zone') {
-      throw new TypeError(
-        `${option} has no time zone; add Z or an offset such as +00:00 (the time zone is never guessed)`,
-      )
-    }
-    if (parsed !== undefined) return Math.floor(parsed / 1000)
-  }
+  const parsed = typeof value === 'string' ? _parseIsoWithZone(value) : undefined
+  if (typeof parsed === 'number') return Math.floor(parsed / 1000)
   throw new TypeError(
-    `${option} must be a Date, epoch seconds, or an ISO 8601 date-time with a time zone`,
+    `${option} must be a Date, epoch seconds, or an ISO 8601 date-time with a time zone${
+      parsed === 'no-zone' ? ' (add Z or an offset: the zone is never guessed)' : ''
+    }`,
   )
 }
 
@@ -897,14 +826,15 @@ export function _parseRunTokenResponse(
       status: res.status,
     })
   if (typeof body.token !== 'string' || body.token.trim() === '') {
-    throw invalid('token is missing or not a string')
+    throw invalid('token is missing')
   }
   const expiry = typeof body.expiryTimeUtc === 'string'
     ? _parseIsoWithZone(body.expiryTimeUtc)
     : undefined
-  if (typeof expiry !== 'number') {
-    throw invalid('expiryTimeUtc is missing or not an ISO 8601 date-time with a time zone')
+  if (typeof expiry !== 'number' || expiry <= nowMs) {
+    throw invalid(
+      'expiryTimeUtc is in the past or not an ISO 8601 date-time with a time zone',
+    )
   }
-  if (expiry <= nowMs) throw invalid('expiryTimeUtc is in the past')
   return new AccessToken(body.token, Math.floor(expiry / 1000))
 }

@@ -6,12 +6,13 @@
  *
  * @module
  */
-import type { AccessToken, Audience } from '../access_token.ts'
+import type { AccessToken } from '../access_token.ts'
 import { AmlAuthError, AuthenticationError, CredentialUnavailableError } from '../errors.ts'
-import { _checkStoreKey, type StoreKey, type TokenStore } from '../token_store.ts'
+import type { StoreKey, TokenStore } from '../token_store.ts'
 import {
   _checkAllowedTenants,
   _checkEndpoint,
+  _checkFunction,
   _checkString,
   _checkTenantId,
   _GUID_RE,
@@ -27,21 +28,29 @@ import {
   type TokenRequest,
 } from './abstract.ts'
 import {
+  _badState,
   _beginAuthorization,
   _completeAuthorization,
   type AuthorizationRequest,
   type BeginAuthorizationOptions,
 } from './_auth_code.ts'
-import { _deviceCodeFlow, type DeviceCodeCallback, type DeviceCodeInfo } from './_device_code.ts'
 import {
-  _checkStore,
-  _refreshGrant,
+  _aborted,
+  _deviceCodeFlow,
+  type DeviceCodeCallback,
+  type DeviceCodeInfo,
+} from './_device_code.ts'
+import {
+  type _App,
+  _defined,
   _scopeList,
+  _scopeParam,
   type _Session,
   _sessionFrom,
   _SessionHolder,
   _tidOf,
   type _TokenResult,
+  _userGrant,
   type AccountInfo,
 } from './_refresh_token.ts'
 import { AzureMLTokenAuthentication } from './azureml_token.ts'
@@ -172,8 +181,8 @@ export class InteractiveLoginAuthentication extends AbstractAuthentication {
   /** The public client application id. */
   readonly clientId: string
   readonly #ambient: AbstractAuthentication | undefined
-  readonly #authority: string
-  readonly #tenant: string
+  /** Authority host, tenant (`organizations` without `tenantId`) and client id. */
+  readonly #app: _App
   readonly #holder: _SessionHolder
   readonly #onDeviceCode: DeviceCodeCallback
   readonly #auto: boolean
@@ -181,7 +190,6 @@ export class InteractiveLoginAuthentication extends AbstractAuthentication {
   #identity: string | undefined = undefined
   /** Access tokens a sign-in returned, handed to the cache once. */
   readonly #first = new Map<string, AccessToken>()
-  readonly #checked = new WeakSet<AccessToken>()
   /** Ambient promises already wrapped in a tenant check: a cache hit then allocates nothing. */
   readonly #delegated = new WeakMap<Promise<AccessToken>, Promise<AccessToken>>()
   #flight: _Flight | undefined = undefined
@@ -203,40 +211,22 @@ export class InteractiveLoginAuthentication extends AbstractAuthentication {
       ? AZURE_CLI_CLIENT_ID
       : _checkString(options.clientId, 'clientId').trim()
     if (/\s/.test(this.clientId)) throw new TypeError('clientId must not contain spaces')
-    this.#authority = options.authorityHost === undefined
-      ? _checkEndpoint(this.cloud.activeDirectory, 'cloud.activeDirectory')
-      : _checkEndpoint(options.authorityHost, 'authorityHost')
-    this.#tenant = options.tenantId ?? 'organizations'
-    if (options.onDeviceCode !== undefined && typeof options.onDeviceCode !== 'function') {
-      throw new TypeError('onDeviceCode must be a function (info) => void')
+    this.#app = {
+      authorityHost: _checkEndpoint(
+        options.authorityHost ?? this.cloud.activeDirectory,
+        options.authorityHost === undefined ? 'cloud.activeDirectory' : 'authorityHost',
+      ),
+      tenant: options.tenantId ?? 'organizations',
+      clientId: this.clientId,
     }
+    _checkFunction(options.onDeviceCode, 'onDeviceCode', '(info) => void')
     this.#onDeviceCode = options.onDeviceCode ?? printPrompt
     this.#auto = options.disableAutomaticAuthentication !== true
     this.#allowed = _checkAllowedTenants(
       options.additionallyAllowedTenants,
       'additionallyAllowedTenants',
     )
-    if (options.tokenStore !== undefined && options.tokenStoreKey === undefined) {
-      throw new TypeError(
-        'tokenStoreKey is required with tokenStore: the refresh token is only stored encrypted',
-      )
-    }
-    if (options.tokenStoreKey !== undefined && options.tokenStore === undefined) {
-      throw new TypeError('tokenStoreKey needs tokenStore')
-    }
-    const store = options.tokenStore === undefined
-      ? undefined
-      : _checkStore(options.tokenStore, 'tokenStore')
-    const key = options.tokenStoreKey === undefined
-      ? undefined
-      : _checkStoreKey(options.tokenStoreKey, 'tokenStoreKey')
-    const name = options.tokenStoreName === undefined
-      ? 'default'
-      : _checkString(options.tokenStoreName, 'tokenStoreName')
-    this.#holder = new _SessionHolder(
-      { store, key, name: [this.#authority, this.#tenant, this.clientId, name].join('\n') },
-      this._http.now,
-    )
+    this.#holder = new _SessionHolder(options, this.#app, this._http.now)
     const found = options.force === true ? undefined : this.#detectAmbient(options)
     this.ambient = found?.[0]
     this.#ambient = found?.[1]
@@ -247,16 +237,16 @@ export class InteractiveLoginAuthentication extends AbstractAuthentication {
     options: InteractiveLoginAuthenticationOptions,
   ): [AmbientSource, AbstractAuthentication] | undefined {
     const env = this._env
-    const common: CredentialOptions = {
+    const common = _defined<CredentialOptions>({
       cloud: this.cloud,
       env,
-      ...(options.fetch !== undefined ? { fetch: options.fetch } : {}),
-      ...(options.now !== undefined ? { now: options.now } : {}),
-      ...(options.sleep !== undefined ? { sleep: options.sleep } : {}),
-      ...(options.timeoutMs !== undefined ? { timeoutMs: options.timeoutMs } : {}),
-      ...(options.retry !== undefined ? { retry: options.retry } : {}),
-      ...(options.cache !== undefined ? { cache: options.cache } : {}),
-    }
+      fetch: options.fetch,
+      now: options.now,
+      sleep: options.sleep,
+      timeoutMs: options.timeoutMs,
+      retry: options.retry,
+      cache: options.cache,
+    })
     // As the Python SDK, a source whose variables are incomplete or malformed is skipped.
     if (env.MSI_ENDPOINT?.trim() || env.IDENTITY_ENDPOINT?.trim()) {
       try {
@@ -323,47 +313,11 @@ export class InteractiveLoginAuthentication extends AbstractAuthentication {
     try {
       // Refuse a tenant that is not allowed before anyone is asked to sign in.
       if (options?.tenantId !== undefined) this._resolveTenant(options.tenantId)
-      list = _scopeList(
-        scopes === undefined || scopes === '' || (Array.isArray(scopes) && scopes.length === 0)
-          ? undefined
-          : scopes,
-        this._scopeForAudience('ARM'),
-      )
+      list = _scopeList(scopes?.length ? scopes : undefined, this._scopeForAudience('ARM'))
     } catch (e) {
       return Promise.reject(e)
     }
     return this.#session(list, options?.abortSignal).then(() => super.getToken(scopes, options))
-  }
-
-  /**
-   * A token for an audience; with an ambient identity, as that identity answers.
-   *
-   * @param audience `Audience.ARM` or `Audience.AZUREML`
-   * @returns the token
-   */
-  override getTokenForAudience(audience: Audience): Promise<AccessToken> {
-    const ambient = this.#ambient
-    return ambient !== undefined
-      ? this.#delegate(ambient.getTokenForAudience(audience))
-      : super.getTokenForAudience(audience)
-  }
-
-  /**
-   * `{ Authorization: 'Bearer <ARM token>' }`; with an ambient identity, that identity's header.
-   *
-   * @returns the header object
-   */
-  override getAuthenticationHeader(): Promise<{ Authorization: string }> {
-    return this.#run?.getAuthenticationHeader() ?? super.getAuthenticationHeader()
-  }
-
-  /**
-   * `{ Authorization: 'Bearer <Azure ML token>' }`; with an ambient identity, that identity's.
-   *
-   * @returns the header object
-   */
-  override getAzureMLAuthenticationHeader(): Promise<{ Authorization: string }> {
-    return this.#run?.getAzureMLAuthenticationHeader() ?? super.getAzureMLAuthenticationHeader()
   }
 
   /**
@@ -375,7 +329,11 @@ export class InteractiveLoginAuthentication extends AbstractAuthentication {
   override listSubscriptions(
     options: { abortSignal?: AbortSignal } = {},
   ): Promise<SubscriptionInfo[]> {
-    return this.#run?.listSubscriptions(options) ?? super.listSubscriptions(options)
+    // The base class would send a run token to ARM: the run credential refuses instead (SPEC 5).
+    // Audiences and headers need no override: they come from getToken, which delegates.
+    return this.ambient === 'azureml-run'
+      ? this.#ambient!.listSubscriptions(options)
+      : super.listSubscriptions(options)
   }
 
   /**
@@ -405,18 +363,11 @@ export class InteractiveLoginAuthentication extends AbstractAuthentication {
    */
   async beginAuthorization(options: BeginAuthorizationOptions): Promise<AuthorizationRequest> {
     this.#refuseAmbient('beginAuthorization()')
-    const request = await _beginAuthorization({
-      authorityHost: this.#authority,
-      tenant: this.#tenant,
-      clientId: this.clientId,
-      defaultScope: this._scopeForAudience('ARM'),
-    }, options)
+    const request = await _beginAuthorization(this.#app, this._scopeForAudience('ARM'), options)
     // Also kept here (the latest few), so that this object can complete it from the URL alone.
-    this.#pending.set(request.url.searchParams.get('state')!, request.state)
-    for (const k of this.#pending.keys()) {
-      if (this.#pending.size <= MAX_PENDING) break
-      this.#pending.delete(k)
-    }
+    const pending = this.#pending
+    pending.set(request.url.searchParams.get('state')!, request.state)
+    if (pending.size > MAX_PENDING) pending.delete(pending.keys().next().value!)
     return request
   }
 
@@ -439,23 +390,18 @@ export class InteractiveLoginAuthentication extends AbstractAuthentication {
     options: { abortSignal?: AbortSignal } = {},
   ): Promise<AccountInfo> {
     this.#refuseAmbient('completeAuthorization()')
-    let sent: string | null = null
+    let sent = ''
     try {
-      sent = new URL(callbackUrl).searchParams.get('state')
+      sent = new URL(callbackUrl).searchParams.get('state') ?? ''
     } catch {
       // _completeAuthorization reports the bad URL
     }
-    const pending = state ?? (sent === null ? undefined : this.#pending.get(sent))
-    if (pending === undefined) {
-      throw new AmlAuthError(
-        'ERR_RESPONSE_INVALID',
-        'The state of the callback URL matches no authorization begun by this object; pass the state beginAuthorization() returned, or start again',
-      )
-    }
-    if (sent !== null && this.#pending.get(sent) === pending) this.#pending.delete(sent)
+    const pending = state ?? this.#pending.get(sent)
+    if (pending === undefined) throw _badState()
+    if (this.#pending.get(sent) === pending) this.#pending.delete(sent)
     const { result, scopes } = await _completeAuthorization(
       this._http,
-      { authorityHost: this.#authority, tenant: this.#tenant, clientId: this.clientId },
+      this.#app,
       callbackUrl,
       pending,
       options.abortSignal,
@@ -470,9 +416,8 @@ export class InteractiveLoginAuthentication extends AbstractAuthentication {
    * @throws {AmlAuthError} `ERR_STORE` when `tokenStore` cannot be read
    */
   async getAccount(): Promise<AccountInfo | undefined> {
-    if (this.#ambient !== undefined) return undefined
-    const s = await this.#holder.load()
-    return s === undefined ? undefined : { ...s.account }
+    const s = this.#ambient === undefined ? await this.#holder.load() : undefined
+    return s && { ...s.account }
   }
 
   /**
@@ -500,37 +445,38 @@ export class InteractiveLoginAuthentication extends AbstractAuthentication {
   protected override _resolveTenant(tenantId: string): string | undefined {
     _checkTenantId(tenantId, 'tenantId')
     // Without a tenantId, users sign in to `organizations`: asking for that is no switch.
-    if (this.tenantId === undefined && tenantId.toLowerCase() === this.#tenant) return undefined
+    if (this.tenantId === undefined && tenantId.toLowerCase() === this.#app.tenant) return undefined
     return _switchTenant(tenantId, this.tenantId, this.#allowed, 'additionallyAllowedTenants')
   }
 
   /** A token from the ambient identity, the sign-in's first token, or the refresh token. */
   protected async _requestToken(request: TokenRequest): Promise<AccessToken> {
     if (this.#ambient !== undefined) {
-      return await this.#ambient.getToken(request.scopes, {
-        ...(request.claims !== undefined ? { claims: request.claims } : {}),
-        ...(request.tenantId !== undefined ? { tenantId: request.tenantId } : {}),
-      })
+      return await this.#ambient.getToken(
+        request.scopes,
+        _defined<GetTokenOptions>({ claims: request.claims, tenantId: request.tenantId }),
+      )
     }
-    const plain = request.claims === undefined && request.tenantId === undefined
-    const key = _scopeKey(request.scopes)
+    // Only a plain request may take the sign-in's first token ('' is never a key of #first).
+    const key = request.claims === undefined && request.tenantId === undefined
+      ? _scopeKey(request.scopes)
+      : ''
     let session = this.#holder.current
-    if (session === undefined || (plain && this.#first.has(key))) {
+    if (session === undefined || this.#first.has(key)) {
       session = await this.#session(request.scopes, undefined)
-      const first = plain ? this.#takeFirst(key) : undefined
+      const first = this.#takeFirst(key)
       if (first !== undefined) return first
     }
-    if (this.#holder.persistent) {
-      // Another instance sharing the store may have rotated the refresh token.
-      session = (await this.#holder.load()) ?? await this.#session(request.scopes, undefined)
-    }
+    // With a store, another instance sharing it may have rotated the refresh token (without one,
+    // this is the session above).
+    session = (await this.#holder.load()) ?? await this.#session(request.scopes, undefined)
     let result: _TokenResult
     try {
       result = await this.#refresh(session, request)
     } catch (e) {
       if (
         !(e instanceof AuthenticationError) ||
-        (e.error !== 'invalid_grant' && e.error !== 'interaction_required')
+        !['invalid_grant', 'interaction_required'].includes(e.error!)
       ) {
         throw e
       }
@@ -539,7 +485,7 @@ export class InteractiveLoginAuthentication extends AbstractAuthentication {
       if (e.error === 'invalid_grant') await this.#holder.clear().catch(() => {})
       if (!this.#auto) throw e
       session = await this.#session(request.scopes, undefined, { fresh: true })
-      const first = plain ? this.#takeFirst(key) : undefined
+      const first = this.#takeFirst(key)
       if (first !== undefined) return first
       result = await this.#refresh(session, request)
     }
@@ -561,20 +507,20 @@ export class InteractiveLoginAuthentication extends AbstractAuthentication {
     }
   }
 
-  /** The ambient run-token identity, whose headers and refusals are its own (SPEC 5). */
-  get #run(): AbstractAuthentication | undefined {
-    return this.ambient === 'azureml-run' ? this.#ambient : undefined
-  }
-
   #refresh(session: _Session, request: TokenRequest): Promise<_TokenResult> {
-    return _refreshGrant(this._http, {
-      authorityHost: this.#authority,
-      tenant: request.tenantId ?? this.#tenant,
-      clientId: this.clientId,
-      refreshToken: session.refreshToken,
-      scopes: request.scopes,
-      claims: request.claims,
-    })
+    // The refresh-token grant: a token for any scope, silently.
+    return _userGrant(
+      this._http,
+      this.#app,
+      {
+        grant_type: 'refresh_token',
+        refresh_token: session.refreshToken,
+        scope: _scopeParam(request.scopes),
+        claims: request.claims,
+      },
+      'refresh token',
+      { tenant: request.tenantId },
+    )
   }
 
   #takeFirst(key: string): AccessToken | undefined {
@@ -586,22 +532,21 @@ export class InteractiveLoginAuthentication extends AbstractAuthentication {
   #refuseAmbient(what: string): void {
     if (this.ambient !== undefined) {
       throw new CredentialUnavailableError(
-        `${what} signs a user in, but this credential uses the ambient ${this.ambient} identity; pass force: true to sign a user in instead`,
+        `${what} signs a user in, but this credential uses the ambient ${this.ambient} identity (pass force: true)`,
       )
     }
   }
 
   /** Checks the tenant of a token that was asked for with a GUID tenant. */
   #checkTenant(token: AccessToken, account: AccountInfo | undefined, expected?: string): void {
-    if (expected === undefined || !_GUID_RE.test(expected) || this.#checked.has(token)) return
+    if (expected === undefined || !_GUID_RE.test(expected)) return
     const tid = _tidOf(token.token) ?? account?.tenantId
     if (tid !== undefined && tid.toLowerCase() !== expected.toLowerCase()) {
       throw new AmlAuthError(
         'ERR_TENANT_NOT_ALLOWED',
-        'The token was issued in another tenant than tenantId; sign in with an account of that tenant (signOut() first) or change tenantId',
+        'The token was issued in another tenant than tenantId; sign in with an account of that tenant or change tenantId',
       )
     }
-    this.#checked.add(token)
   }
 
   /**
@@ -629,7 +574,7 @@ export class InteractiveLoginAuthentication extends AbstractAuthentication {
     if (session === undefined) {
       throw new AmlAuthError(
         'ERR_RESPONSE_INVALID',
-        'Entra ID returned no refresh token after the sign-in; the offline_access scope may be blocked for this application',
+        'Entra ID returned no refresh token; check that the application may use offline_access',
       )
     }
     this._forgetTokens()
@@ -669,40 +614,18 @@ export class InteractiveLoginAuthentication extends AbstractAuthentication {
       f.pinned = true
       return f.promise
     }
+    // Join with a signal: leave on abort, and end the sign-in when the last such caller left.
     const flight = f
-    return new Promise<_Session>((resolve, reject) => {
-      flight.waiting++
-      let done = false
-      const leave = () => {
-        if (done) return false
-        done = true
-        signal.removeEventListener('abort', onAbort)
-        if (--flight.waiting === 0 && !flight.pinned) flight.controller.abort()
-        return true
-      }
-      const onAbort = () => {
-        if (leave()) {
-          reject(new AmlAuthError('ERR_ABORTED', 'The sign-in was aborted by the caller'))
-        }
-      }
-      if (signal.aborted) return onAbort()
-      signal.addEventListener('abort', onAbort, { once: true })
-      flight.promise.then(
-        (s) => {
-          if (done) return
-          done = true
-          signal.removeEventListener('abort', onAbort)
-          flight.waiting--
-          resolve(s)
-        },
-        (e) => {
-          if (done) return
-          done = true
-          signal.removeEventListener('abort', onAbort)
-          flight.waiting--
-          reject(e)
-        },
-      )
+    flight.waiting++
+    let onAbort!: () => void
+    const aborted = new Promise<never>((_, reject) => {
+      onAbort = () => reject(_aborted())
+      if (signal.aborted) onAbort()
+      else signal.addEventListener('abort', onAbort, { once: true })
+    })
+    return Promise.race([aborted, flight.promise]).finally(() => {
+      signal.removeEventListener('abort', onAbort)
+      if (--flight.waiting === 0 && signal.aborted && !flight.pinned) flight.controller.abort()
     })
   }
 
@@ -716,13 +639,10 @@ export class InteractiveLoginAuthentication extends AbstractAuthentication {
     if (stored !== undefined) return stored
     if (!this.#auto && !how.explicit) {
       throw new CredentialUnavailableError(
-        'No user is signed in to InteractiveLoginAuthentication; call authenticate() or beginAuthorization() and completeAuthorization() first',
+        'No user is signed in; call authenticate() or beginAuthorization() first',
       )
     }
-    const result = await _deviceCodeFlow(this._http, {
-      authorityHost: this.#authority,
-      tenant: this.#tenant,
-      clientId: this.clientId,
+    const result = await _deviceCodeFlow(this._http, this.#app, {
       scopes,
       onDeviceCode: this.#onDeviceCode,
       signal,
