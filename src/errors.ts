@@ -58,15 +58,15 @@ export class AmlAuthError extends Error {
    * @param options cause and status
    */
   constructor(code: ErrorCode, message: string, options: AmlAuthErrorOptions = {}) {
-    super(message, options.cause === undefined ? undefined : { cause: options.cause })
+    super(message, options)
     this.name = 'AmlAuthError'
     this.code = code
     if (options.status !== undefined) this.status = options.status
   }
 
-  /** A JSON view with name, code, status and message only. */
+  /** A JSON view: name, code, status, the service's fields and message (own enumerable ones). */
   toJSON(): Record<string, unknown> {
-    return { name: this.name, code: this.code, status: this.status, message: this.message }
+    return { ...this as object, message: this.message }
   }
 }
 
@@ -100,17 +100,17 @@ export interface AuthenticationErrorDetails {
   /** HTTP status of the refusal. */
   status: number
   /** OAuth `error`, e.g. `invalid_client`. */
-  error?: string
+  error?: string | undefined
   /** OAuth `error_description`, e.g. `AADSTS7000215: Invalid client secret provided...`. */
-  errorDescription?: string
+  errorDescription?: string | undefined
   /** Entra `error_codes`, e.g. `[7000215]`. */
-  errorCodes?: number[]
+  errorCodes?: number[] | undefined
   /** Entra `trace_id`. */
-  traceId?: string
+  traceId?: string | undefined
   /** Entra `correlation_id`. */
-  correlationId?: string
+  correlationId?: string | undefined
   /** The raw response; kept non-enumerable so it never serializes. */
-  response?: Response
+  response?: Response | undefined
 }
 
 /**
@@ -151,24 +151,8 @@ export class AuthenticationError extends AmlAuthError {
   constructor(message: string, details: AuthenticationErrorDetails) {
     super('ERR_AUTHENTICATION', message, { status: details.status })
     this.name = 'AuthenticationError'
-    if (details.error !== undefined) this.error = details.error
-    if (details.errorDescription !== undefined) this.errorDescription = details.errorDescription
-    if (details.errorCodes !== undefined) this.errorCodes = details.errorCodes
-    if (details.traceId !== undefined) this.traceId = details.traceId
-    if (details.correlationId !== undefined) this.correlationId = details.correlationId
+    Object.assign(this, details)
     Object.defineProperty(this, 'response', { value: details.response, enumerable: false })
-  }
-
-  /** JSON view without the raw response. */
-  override toJSON(): Record<string, unknown> {
-    return {
-      ...super.toJSON(),
-      error: this.error,
-      errorDescription: this.errorDescription,
-      errorCodes: this.errorCodes,
-      traceId: this.traceId,
-      correlationId: this.correlationId,
-    }
   }
 }
 
