@@ -68,36 +68,39 @@ export function _checkEndpoint(value: unknown, option: string, allowHttp = false
   return url.href.replace(/\/+$/, '')
 }
 
+const WANT = {
+  '+': 'a positive number',
+  '0': 'a number >= 0',
+  '1': 'a whole number >= 0',
+  f: 'a function',
+  o: 'an object',
+}
+
+/**
+ * Checks optional values by kind, in order; `undefined` always passes. Kinds: `+` a positive
+ * number, `0` a number >= 0, `1` a whole number >= 0 (else a RangeError); `f` a function, `o` an
+ * object (else a TypeError). The message names the option and what it must be.
+ */
+export function _checkKinds(
+  checks: [option: string, value: unknown, kind: keyof typeof WANT][],
+): void {
+  for (const [option, v, kind] of checks) {
+    if (
+      v !== undefined &&
+      !(kind === 'f'
+        ? typeof v === 'function'
+        : kind === 'o'
+        ? v && typeof v === 'object'
+        : typeof v === 'number' && (kind === '+' ? v > 0 : v >= 0) && v < Infinity &&
+          (kind !== '1' || v % 1 === 0))
+    ) {
+      throw new (kind > '9' ? TypeError : RangeError)(`${option} must be ${WANT[kind]}`)
+    }
+  }
+}
+
 /** Throws a RangeError unless `value` is a positive finite number (or undefined). */
 export function _checkPositive(value: unknown, option: string): number | undefined {
-  if (value === undefined) return undefined
-  if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) {
-    throw new RangeError(`${option} must be a positive number`)
-  }
-  return value
-}
-
-/** Throws a RangeError unless `value` is a finite number >= 0 (or undefined), e.g. a delay. */
-export function _checkNonNegative(value: unknown, option: string): number | undefined {
-  if (value === undefined) return undefined
-  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) {
-    throw new RangeError(`${option} must be a number >= 0`)
-  }
-  return value
-}
-
-/** Throws a TypeError unless `value` is a function (or undefined). */
-export function _checkFunction(value: unknown, option: string, shape: string): void {
-  if (value !== undefined && typeof value !== 'function') {
-    throw new TypeError(`${option} must be a function ${shape}`)
-  }
-}
-
-/** Throws a RangeError unless `value` is a whole number >= 0 (or undefined). */
-export function _checkCount(value: unknown, option: string): number | undefined {
-  if (value === undefined) return undefined
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < 0) {
-    throw new RangeError(`${option} must be a whole number >= 0`)
-  }
-  return value
+  _checkKinds([[option, value, '+']])
+  return value as number | undefined
 }
