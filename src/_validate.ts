@@ -10,7 +10,7 @@ export const _GUID_RE: RegExp = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4
 export function _checkTenantId(tenantId: unknown, option = 'tenantId'): string {
   if (typeof tenantId !== 'string' || !TENANT_RE.test(tenantId)) {
     throw new TypeError(
-      `${option} must be a tenant GUID or domain (letters, digits, '.', '-'); check the value you passed`,
+      `${option} must be a tenant GUID or domain (letters, digits, '.', '-')`,
     )
   }
   return tenantId
@@ -49,12 +49,9 @@ export function _isLoopback(hostname: string): boolean {
  * the origin plus path without a trailing slash.
  */
 export function _checkEndpoint(value: unknown, option: string, allowHttp = false): string {
-  if (typeof value !== 'string' && !(value instanceof URL)) {
-    throw new TypeError(`${option} must be a URL string`)
-  }
   let url: URL
   try {
-    url = new URL(value)
+    url = new URL(typeof value === 'string' || value instanceof URL ? value : '')
   } catch {
     throw new TypeError(`${option} is not a valid URL`)
   }
@@ -62,7 +59,7 @@ export function _checkEndpoint(value: unknown, option: string, allowHttp = false
     url.protocol !== 'https:' &&
     !(url.protocol === 'http:' && (allowHttp || _isLoopback(url.hostname)))
   ) {
-    throw new TypeError(`${option} must use https (plain http is only accepted for loopback hosts)`)
+    throw new TypeError(`${option} must use https (http only for loopback hosts)`)
   }
   if (url.username || url.password) throw new TypeError(`${option} must not contain credentials`)
   return url.href.replace(/\/+$/, '')
