@@ -82,11 +82,11 @@ export function _refreshPoints(t: AccessToken, now: number): { refreshAt: number
 /** The entries of one credential identity. */
 export class _Partition {
   readonly #entries = new Map<string, Entry>()
-  readonly #cache: _Cache
+  readonly #tier: _Tier | undefined
   readonly #identity: string
 
-  constructor(cache: _Cache, identity: string) {
-    this.#cache = cache
+  constructor(tier: _Tier | undefined, identity: string) {
+    this.#tier = tier
     this.#identity = identity
   }
 
@@ -128,15 +128,17 @@ export class _Partition {
 
   /** Forgets one key. */
   delete(key: string): void {
-    if (this.#entries.delete(key)) this.#cache.count--
+    this.#entries.delete(key)
+  }
+
+  /** Forgets every key (in place, so that every credential holding this partition sees it). */
+  clear(): void {
+    this.#entries.clear()
   }
 
   #entry(key: string): Entry {
     let e = this.#entries.get(key)
-    if (!e) {
-      this.#entries.set(key, e = { refreshAt: 0, hardAt: 0, nextTry: 0 })
-      this.#cache.count++
-    }
+    if (!e) this.#entries.set(key, e = { refreshAt: 0, hardAt: 0, nextTry: 0 })
     return e
   }
 
@@ -147,7 +149,7 @@ export class _Partition {
     load: _Loader,
     useStore: boolean,
   ): Promise<AccessToken> {
-    const tier = this.#cache.tier
+    const tier = this.#tier
     const done = () => {
       if (e.inflight === p) e.inflight = undefined
     }
@@ -172,8 +174,8 @@ function store(e: Entry, token: AccessToken, now: number): void {
 
 /** Implementation behind {@linkcode TokenCache}. */
 export class _Cache implements TokenCache {
+  /** One partition per credential identity; partitions are emptied in place, never replaced. */
   readonly partitions = new Map<string, _Partition>()
-  count = 0
   /** The shared second tier, if any. */
   readonly tier: _Tier | undefined
 
@@ -182,37 +184,34 @@ export class _Cache implements TokenCache {
   }
 
   get size(): number {
-    return this.count
+    let n = 0
+    for (const p of this.partitions.values()) n += p.size
+    return n
   }
 
   clear(): void {
-    this.partitions.clear()
-    this.count = 0
+    for (const p of this.partitions.values()) p.clear()
   }
 
   /** Forgets every entry of one credential identity. */
   drop(identity: string): void {
-    const p = this.partitions.get(identity)
-    if (p) {
-      this.count -= p.size
-      this.partitions.delete(identity)
-    }
+    this.partitions.get(identity)?.clear()
   }
 
   /** The size only: identities name clients and fingerprint their secrets. */
   toString(): string {
-    return `TokenCache(size=${this.count})`
+    return `TokenCache(size=${this.size})`
   }
 
   /** A JSON view: the size only. */
   toJSON(): Record<string, unknown> {
-    return { size: this.count }
+    return { size: this.size }
   }
 
   /** The partition for one credential identity. */
   partition(identity: string): _Partition {
     let p = this.partitions.get(identity)
-    if (!p) this.partitions.set(identity, p = new _Partition(this, identity))
+    if (!p) this.partitions.set(identity, p = new _Partition(this.tier, identity))
     return p
   }
 }
