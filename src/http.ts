@@ -96,16 +96,16 @@ export interface HttpResponse {
 /** Default sleep: a timer that the signal cancels. */
 export function _sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
-    if (signal?.aborted) return reject(signal.reason)
     const onAbort = () => {
       clearTimeout(timer)
-      reject(signal?.reason)
+      reject(signal!.reason)
     }
     const timer = setTimeout(() => {
       signal?.removeEventListener('abort', onAbort)
       resolve()
     }, ms)
-    signal?.addEventListener('abort', onAbort, { once: true })
+    if (signal?.aborted) onAbort()
+    else signal?.addEventListener('abort', onAbort, { once: true })
   })
 }
 
@@ -117,15 +117,15 @@ export function _httpContext(options: {
   now?: (() => number) | undefined
   sleep?: ((ms: number, signal?: AbortSignal) => Promise<void>) | undefined
 }): HttpContext {
-  const f = options.fetch ?? ((input, init) => fetch(input, init))
+  const r = options.retry ?? {}
   return {
-    fetch: f,
+    fetch: options.fetch ?? ((input, init) => fetch(input, init)),
     timeoutMs: options.timeoutMs ?? 10_000,
     retry: {
-      maxRetries: options.retry?.maxRetries ?? 3,
-      baseDelayMs: options.retry?.baseDelayMs ?? 800,
-      maxDelayMs: options.retry?.maxDelayMs ?? 30_000,
-      totalTimeoutMs: options.retry?.totalTimeoutMs ?? 60_000,
+      maxRetries: r.maxRetries ?? 3,
+      baseDelayMs: r.baseDelayMs ?? 800,
+      maxDelayMs: r.maxDelayMs ?? 30_000,
+      totalTimeoutMs: r.totalTimeoutMs ?? 60_000,
     },
     now: options.now ?? Date.now,
     sleep: options.sleep ?? _sleep,

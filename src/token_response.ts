@@ -97,8 +97,8 @@ export function _authError(res: HttpResponse, opts: _ParseOptions): Authenticati
     unknown
   >
   return _refusal(opts.what, res.status, {
-    error: str(nested.code) ?? str(body.error),
-    description: str(nested.message) ?? str(body.error_description) ?? str(body.message),
+    error: str(nested.code, body.error),
+    description: str(nested.message, body.error_description, body.message),
     errorCodes: Array.isArray(body.error_codes)
       ? body.error_codes.filter((c): c is number => typeof c === 'number')
       : undefined,
@@ -107,8 +107,9 @@ export function _authError(res: HttpResponse, opts: _ParseOptions): Authenticati
   }, { secrets: opts.secrets, advice: opts.advice, response: res.raw })
 }
 
-function str(v: unknown): string | undefined {
-  return typeof v === 'string' && v !== '' ? v : undefined
+/** The first non-empty string among `values`. */
+function str(...values: unknown[]): string | undefined {
+  return values.find((v): v is string => typeof v === 'string' && v !== '')
 }
 
 /**
