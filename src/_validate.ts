@@ -73,15 +73,21 @@ const WANT = {
   o: 'an object',
 }
 
+/** What a value of each kind must be (see {@linkcode _checkKinds}). */
+export type _Kind = keyof typeof WANT
+
 /**
- * Checks optional values by kind, in order; `undefined` always passes. Kinds: `+` a positive
+ * Checks the optional fields of `values` by kind; `undefined` always passes. Kinds: `+` a positive
  * number, `0` a number >= 0, `1` a whole number >= 0 (else a RangeError); `f` a function, `o` an
- * object (else a TypeError). The message names the option and what it must be.
+ * object (else a TypeError). The message names the option (`prefix` + field) and what it must be.
  */
 export function _checkKinds(
-  checks: [option: string, value: unknown, kind: keyof typeof WANT][],
+  values: Record<string, unknown> | undefined,
+  kinds: Record<string, _Kind>,
+  prefix = '',
 ): void {
-  for (const [option, v, kind] of checks) {
+  for (const [k, kind] of Object.entries(kinds)) {
+    const v = values?.[k]
     if (
       v !== undefined &&
       !(kind === 'f'
@@ -91,13 +97,13 @@ export function _checkKinds(
         : typeof v === 'number' && (kind === '+' ? v > 0 : v >= 0) && v < Infinity &&
           (kind !== '1' || v % 1 === 0))
     ) {
-      throw new (kind > '9' ? TypeError : RangeError)(`${option} must be ${WANT[kind]}`)
+      throw new (kind > '9' ? TypeError : RangeError)(`${prefix + k} must be ${WANT[kind]}`)
     }
   }
 }
 
 /** Throws a RangeError unless `value` is a positive finite number (or undefined). */
 export function _checkPositive(value: unknown, option: string): number | undefined {
-  _checkKinds([[option, value, '+']])
+  _checkKinds({ [option]: value }, { [option]: '+' })
   return value as number | undefined
 }

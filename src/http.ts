@@ -211,7 +211,7 @@ export async function sendRequest(ctx: HttpContext, req: HttpRequest): Promise<H
       const tooLarge = () =>
         fail(
           'ERR_RESPONSE_TOO_LARGE',
-          `The response of ${what} is larger than ${ctx.maxBodyBytes} bytes; check the endpoint is an identity service`,
+          `The response of ${what} is larger than ${ctx.maxBodyBytes} bytes; check the endpoint`,
           { status: res.status },
         )
       if (Number(res.headers.get('content-length')) > ctx.maxBodyBytes) {

@@ -116,20 +116,21 @@ export abstract class AbstractAuthentication {
    * @throws {TypeError} for an unknown cloud or a bad option
    */
   constructor(options: CredentialOptions = {}) {
-    _checkKinds([['options', options, 'o']])
-    const r = options.retry
-    _checkKinds([
-      ['timeoutMs', options.timeoutMs, '+'],
-      ['retry', r, 'o'],
-      ['retry.maxRetries', r?.maxRetries, '1'],
-      ['retry.baseDelayMs', r?.baseDelayMs, '0'],
-      ['retry.maxDelayMs', r?.maxDelayMs, '0'],
-      ['retry.totalTimeoutMs', r?.totalTimeoutMs, '+'],
-      ['env', options.env, 'o'],
-      ['fetch', options.fetch, 'f'],
-      ['now', options.now, 'f'],
-      ['sleep', options.sleep, 'f'],
-    ])
+    _checkKinds({ options }, { options: 'o' })
+    _checkKinds(options as Record<string, unknown>, {
+      timeoutMs: '+',
+      retry: 'o',
+      env: 'o',
+      fetch: 'f',
+      now: 'f',
+      sleep: 'f',
+    })
+    _checkKinds(options.retry as Record<string, unknown> | undefined, {
+      maxRetries: '1',
+      baseDelayMs: '0',
+      maxDelayMs: '0',
+      totalTimeoutMs: '+',
+    }, 'retry.')
     this.#env = resolveEnv(options.env)
     this.cloud = resolveCloud(options.cloud, this.#env)
     this._http = _httpContext(options)
@@ -244,7 +245,7 @@ export abstract class AbstractAuthentication {
       if (url.origin !== new URL(base).origin || page >= 1000) {
         throw new AmlAuthError(
           'ERR_RESPONSE_INVALID',
-          `${what} sent a nextLink to another origin or past 1000 pages; the token is not sent there`,
+          `${what} sent a nextLink to another origin or over 1000 pages; check resourceManager`,
         )
       }
       const token = (await this.getToken(undefined, signal && { abortSignal: signal })).token
@@ -329,8 +330,7 @@ export abstract class AbstractAuthentication {
     if (scopes === Audience.ARM || scopes === Audience.AZUREML) {
       return this._scopeForAudience(scopes)
     }
-    if (typeof scopes === 'string') return scopes || this.#armScope
-    if (scopes === undefined) return this.#armScope
+    if (typeof scopes === 'string' || scopes === undefined) return scopes || this.#armScope
     if (!Array.isArray(scopes) || scopes.some((s) => !s || typeof s !== 'string')) {
       throw new TypeError('scopes must be a string or an array of non-empty strings')
     }
