@@ -41,15 +41,15 @@ export type Audience = typeof Audience[keyof typeof Audience]
  */
 export class AccessToken {
   /** The bearer token. */
-  readonly token: string
+  declare readonly token: string
   /** Expiry, epoch seconds. */
-  readonly expiresOn: number
+  declare readonly expiresOn: number
   /** Expiry, epoch milliseconds (`@azure/core-auth`). */
-  readonly expiresOnTimestamp: number
+  declare readonly expiresOnTimestamp: number
   /** When a holder should refresh, epoch milliseconds, if the service said so. */
-  readonly refreshAfterTimestamp?: number
+  declare readonly refreshAfterTimestamp?: number
   /** Token type, `Bearer`. */
-  readonly tokenType: 'Bearer'
+  declare readonly tokenType: 'Bearer'
 
   /**
    * Creates a token value.

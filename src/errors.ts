@@ -46,9 +46,9 @@ export interface AmlAuthErrorOptions {
  */
 export class AmlAuthError extends Error {
   /** Stable machine-readable code. */
-  readonly code: ErrorCode
+  declare readonly code: ErrorCode
   /** HTTP status, when a response caused the error. */
-  readonly status?: number
+  declare readonly status?: number
 
   /**
    * Creates an error with a stable code.
@@ -130,15 +130,15 @@ export interface AuthenticationErrorDetails {
  */
 export class AuthenticationError extends AmlAuthError {
   /** OAuth `error`. */
-  readonly error?: string
+  declare readonly error?: string
   /** OAuth `error_description`. */
-  readonly errorDescription?: string
+  declare readonly errorDescription?: string
   /** Entra `error_codes`. */
-  readonly errorCodes?: number[]
+  declare readonly errorCodes?: number[]
   /** Entra `trace_id`. */
-  readonly traceId?: string
+  declare readonly traceId?: string
   /** Entra `correlation_id`. */
-  readonly correlationId?: string
+  declare readonly correlationId?: string
   /** The raw response (non-enumerable). */
   declare readonly response?: Response
 

@@ -177,7 +177,7 @@ export class _Cache implements TokenCache {
   /** One partition per credential identity; partitions are emptied in place, never replaced. */
   readonly partitions = new Map<string, _Partition>()
   /** The shared second tier, if any. */
-  readonly tier: _Tier | undefined
+  declare readonly tier: _Tier | undefined
 
   constructor(tier?: _Tier) {
     this.tier = tier

@@ -100,12 +100,12 @@ export type SignedFetchInit = RequestInit & {
  */
 export abstract class AbstractAuthentication {
   /** The cloud this credential signs in to. */
-  readonly cloud: Cloud
+  declare readonly cloud: Cloud
   readonly #env: Env
   /** The HTTP context (fetch, timeouts, retries, clock). */
-  protected readonly _http: HttpContext
+  protected declare readonly _http: HttpContext
   readonly #cache: _Cache
-  #partition: _Partition | undefined = undefined
+  #partition: _Partition | undefined
   readonly #armScope: string
   readonly #amlScope: string
 
