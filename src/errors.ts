@@ -163,7 +163,7 @@ export class AuthenticationError extends AmlAuthError {
 export function _redact(text: string, secrets: readonly (string | undefined)[]): string {
   let out = text
   for (const s of secrets) {
-    if (s && s.length >= 4) out = out.split(s).join('[redacted]')
+    if (s && s.length >= 4) out = out.replaceAll(s, '[redacted]')
   }
   return out
 }

@@ -157,11 +157,11 @@ export async function sendRequest(ctx: HttpContext, req: HttpRequest): Promise<H
   const { what, signal } = req
   const start = ctx.now()
   const headers: Record<string, string> = { accept: 'application/json', ...req.headers }
-  let body: string | undefined
-  if (req.form) {
-    body = new URLSearchParams(
-      Object.entries(req.form).filter((e): e is [string, string] => e[1] !== undefined),
-    ).toString()
+  const body = req.form &&
+    new URLSearchParams(
+        Object.entries(req.form).filter((e): e is [string, string] => e[1] !== undefined),
+      ) + ''
+  if (body !== undefined) {
     headers['content-type'] = 'application/x-www-form-urlencoded;charset=utf-8'
   }
   const fail = (code: ErrorCode, message: string, options?: AmlAuthErrorOptions) =>
@@ -203,7 +203,7 @@ export async function sendRequest(ctx: HttpContext, req: HttpRequest): Promise<H
       res = await ctx.fetch(req.url, {
         method: req.method,
         headers,
-        ...(body !== undefined ? { body } : {}),
+        ...body !== undefined && { body },
         signal: controller.signal,
         redirect: 'manual',
       })
