@@ -56,12 +56,14 @@ export function _checkEndpoint(value: unknown, option: string, allowHttp = false
     throw new TypeError(`${option} is not a valid URL`)
   }
   if (
+    url.username || url.password ||
     url.protocol !== 'https:' &&
-    !(url.protocol === 'http:' && (allowHttp || _isLoopback(url.hostname)))
+      !(url.protocol === 'http:' && (allowHttp || _isLoopback(url.hostname)))
   ) {
-    throw new TypeError(`${option} must use https (http only for loopback hosts)`)
+    throw new TypeError(
+      `${option} must use https (http only for loopback hosts) and hold no credentials`,
+    )
   }
-  if (url.username || url.password) throw new TypeError(`${option} must not contain credentials`)
   return url.href.replace(/\/+$/, '')
 }
 

@@ -59,9 +59,9 @@ export interface TokenRequest {
   /** Scopes, never empty. */
   scopes: readonly string[]
   /** Claims challenge, if any. */
-  claims?: string
+  claims?: string | undefined
   /** Tenant override, already validated by `_resolveTenant`. */
-  tenantId?: string
+  tenantId?: string | undefined
 }
 
 /** One subscription, as ARM lists it. */
@@ -103,7 +103,7 @@ export abstract class AbstractAuthentication {
   declare readonly cloud: Cloud
   readonly #env: Env
   /** The HTTP context (fetch, timeouts, retries, clock). */
-  protected declare readonly _http: HttpContext
+  declare protected readonly _http: HttpContext
   readonly #cache: _Cache
   #partition: _Partition | undefined
   readonly #armScope: string
@@ -347,9 +347,7 @@ export abstract class AbstractAuthentication {
       const tenant = options.tenantId === undefined
         ? undefined
         : this._resolveTenant(options.tenantId)
-      const request: TokenRequest = { scopes: key.split(' ') }
-      if (claims !== undefined) request.claims = claims
-      if (tenant !== undefined) request.tenantId = tenant
+      const request: TokenRequest = { scopes: key.split(' '), claims, tenantId: tenant }
       const fullKey = (tenant === undefined ? '' : tenant + '|') + key
       const load = () => this._requestToken(request)
       // A claims challenge needs a new token; it then replaces the cached one for the scope.
