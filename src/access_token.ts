@@ -59,8 +59,9 @@ export class AccessToken {
    * @param refreshAfterTimestamp optional refresh point in epoch milliseconds
    */
   constructor(token: string, expiresOn: number, refreshAfterTimestamp?: number) {
-    if (!token || typeof token !== 'string') throw new TypeError('token must be a non-empty string')
-    if (!Number.isFinite(expiresOn)) throw new TypeError('expiresOn must be finite epoch seconds')
+    if (!token || typeof token !== 'string' || !Number.isFinite(expiresOn)) {
+      throw new TypeError('AccessToken needs a non-empty token and a finite expiresOn (epoch s)')
+    }
     this.token = token
     this.expiresOn = expiresOn
     this.expiresOnTimestamp = Math.round(expiresOn * 1000)

@@ -123,7 +123,7 @@ export function _parseTokenResponse(res: HttpResponse, opts: _ParseOptions): Acc
   if (typeof token !== 'string' || token === '') {
     throw invalid(
       opts.what,
-      'no access_token; check the endpoint is an identity service',
+      'no access_token; check the endpoint',
       res.status,
     )
   }
