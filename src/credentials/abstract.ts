@@ -306,7 +306,7 @@ export abstract class AbstractAuthentication {
   protected _scopeForAudience(audience: Audience): string {
     if (audience === Audience.ARM) return this.#armScope
     if (audience === Audience.AZUREML) return this.#amlScope
-    throw new TypeError('audience must be Audience.ARM or Audience.AZUREML')
+    throw new TypeError('audience must be ARM or AZUREML')
   }
 
   /** Non-secret fields shown by `toString`, `toJSON` and inspection. */
@@ -332,7 +332,7 @@ export abstract class AbstractAuthentication {
     }
     if (typeof scopes === 'string' || scopes === undefined) return scopes || this.#armScope
     if (!Array.isArray(scopes) || scopes.some((s) => !s || typeof s !== 'string')) {
-      throw new TypeError('scopes must be a string or an array of non-empty strings')
+      throw new TypeError('scopes must be non-empty strings')
     }
     return scopes.length ? _scopeKey(scopes) : this.#armScope
   }
