@@ -70,7 +70,7 @@ export function _checkEndpoint(value: unknown, option: string, allowHttp = false
 const WANT = {
   '+': 'a positive number',
   '0': 'a number >= 0',
-  '1': 'a whole number >= 0',
+  '1': 'an integer >= 0',
   f: 'a function',
   o: 'an object',
 }
@@ -80,7 +80,7 @@ export type _Kind = keyof typeof WANT
 
 /**
  * Checks the optional fields of `values` by kind; `undefined` always passes. Kinds: `+` a positive
- * number, `0` a number >= 0, `1` a whole number >= 0 (else a RangeError); `f` a function, `o` an
+ * number, `0` a number >= 0, `1` an integer >= 0 (else a RangeError); `f` a function, `o` an
  * object (else a TypeError). The message names the option (`prefix` + field) and what it must be.
  */
 export function _checkKinds(

@@ -60,7 +60,7 @@ export class AccessToken {
    */
   constructor(token: string, expiresOn: number, refreshAfterTimestamp?: number) {
     if (!token || typeof token !== 'string' || !Number.isFinite(expiresOn)) {
-      throw new TypeError('AccessToken needs a non-empty token and a finite expiresOn (epoch s)')
+      throw new TypeError('AccessToken needs a non-empty token and a finite expiresOn')
     }
     this.token = token
     this.expiresOn = expiresOn

@@ -161,9 +161,9 @@ export class AuthenticationError extends AmlAuthError {
  * service echoing a credential back cannot carry it into an error message.
  */
 export function _redact(text: string, secrets: readonly (string | undefined)[]): string {
-  let out = text
-  for (const s of secrets) {
-    if (s && s.length >= 4) out = out.replaceAll(s, '[redacted]')
-  }
-  return out
+  // Values under 4 characters are left alone: scrubbing them would garble the text for nothing.
+  return secrets.reduce<string>(
+    (t, s) => s && s.length >= 4 ? t.replaceAll(s, '[redacted]') : t,
+    text,
+  )
 }

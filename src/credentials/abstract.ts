@@ -235,8 +235,7 @@ export abstract class AbstractAuthentication {
     options: { abortSignal?: AbortSignal } = {},
   ): Promise<SubscriptionInfo[]> {
     const signal = options.abortSignal
-    const rm = this.cloud.resourceManager
-    const base = rm.endsWith('/') ? rm : rm + '/'
+    const base = this.cloud.resourceManager.replace(/\/?$/, '/')
     const what = 'Azure Resource Manager'
     const out: SubscriptionInfo[] = []
     let next: unknown = base + 'subscriptions?api-version=2022-12-01'
