@@ -10,7 +10,7 @@ export const _GUID_RE: RegExp = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4
 export function _checkTenantId(tenantId: unknown, option = 'tenantId'): string {
   if (typeof tenantId !== 'string' || !TENANT_RE.test(tenantId)) {
     throw new TypeError(
-      `${option} must be a tenant GUID or domain (letters, digits, '.', '-'); check the value you passed`,
+      `${option} must be a tenant GUID or domain (letters, digits, '.', '-')`,
     )
   }
   return tenantId
@@ -49,55 +49,63 @@ export function _isLoopback(hostname: string): boolean {
  * the origin plus path without a trailing slash.
  */
 export function _checkEndpoint(value: unknown, option: string, allowHttp = false): string {
-  if (typeof value !== 'string' && !(value instanceof URL)) {
-    throw new TypeError(`${option} must be a URL string`)
-  }
   let url: URL
   try {
-    url = new URL(value)
+    url = new URL(typeof value === 'string' || value instanceof URL ? value : '')
   } catch {
     throw new TypeError(`${option} is not a valid URL`)
   }
   if (
+    url.username || url.password ||
     url.protocol !== 'https:' &&
-    !(url.protocol === 'http:' && (allowHttp || _isLoopback(url.hostname)))
+      !(url.protocol === 'http:' && (allowHttp || _isLoopback(url.hostname)))
   ) {
-    throw new TypeError(`${option} must use https (plain http is only accepted for loopback hosts)`)
+    throw new TypeError(
+      `${option} must use https (http only for loopback hosts) and hold no credentials`,
+    )
   }
-  if (url.username || url.password) throw new TypeError(`${option} must not contain credentials`)
   return url.href.replace(/\/+$/, '')
+}
+
+const WANT = {
+  '+': 'a positive number',
+  '0': 'a number >= 0',
+  '1': 'an integer >= 0',
+  f: 'a function',
+  o: 'an object',
+}
+
+/** What a value of each kind must be (see {@linkcode _checkKinds}). */
+export type _Kind = keyof typeof WANT
+
+/**
+ * Checks the optional fields of `values` by kind; `undefined` always passes. Kinds: `+` a positive
+ * number, `0` a number >= 0, `1` an integer >= 0 (else a RangeError); `f` a function, `o` an
+ * object (else a TypeError). The message names the option (`prefix` + field) and what it must be.
+ */
+export function _checkKinds(
+  values: Record<string, unknown> | undefined,
+  kinds: Record<string, _Kind>,
+  prefix = '',
+): void {
+  for (const [k, kind] of Object.entries(kinds)) {
+    const v = values?.[k]
+    if (
+      v !== undefined &&
+      !(kind === 'f'
+        ? typeof v === 'function'
+        : kind === 'o'
+        ? v && typeof v === 'object'
+        : typeof v === 'number' && (kind === '+' ? v > 0 : v >= 0) && v < Infinity &&
+          (kind !== '1' || v % 1 === 0))
+    ) {
+      throw new (kind > '9' ? TypeError : RangeError)(`${prefix + k} must be ${WANT[kind]}`)
+    }
+  }
 }
 
 /** Throws a RangeError unless `value` is a positive finite number (or undefined). */
 export function _checkPositive(value: unknown, option: string): number | undefined {
-  if (value === undefined) return undefined
-  if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) {
-    throw new RangeError(`${option} must be a positive number`)
-  }
-  return value
-}
-
-/** Throws a RangeError unless `value` is a finite number >= 0 (or undefined), e.g. a delay. */
-export function _checkNonNegative(value: unknown, option: string): number | undefined {
-  if (value === undefined) return undefined
-  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) {
-    throw new RangeError(`${option} must be a number >= 0`)
-  }
-  return value
-}
-
-/** Throws a TypeError unless `value` is a function (or undefined). */
-export function _checkFunction(value: unknown, option: string, shape: string): void {
-  if (value !== undefined && typeof value !== 'function') {
-    throw new TypeError(`${option} must be a function ${shape}`)
-  }
-}
-
-/** Throws a RangeError unless `value` is a whole number >= 0 (or undefined). */
-export function _checkCount(value: unknown, option: string): number | undefined {
-  if (value === undefined) return undefined
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < 0) {
-    throw new RangeError(`${option} must be a whole number >= 0`)
-  }
-  return value
+  _checkKinds({ [option]: value }, { [option]: '+' })
+  return value as number | undefined
 }

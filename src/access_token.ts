@@ -3,6 +3,7 @@
  *
  * @module
  */
+import { _inspectAsString } from './_inspect.ts'
 
 /**
  * The two audiences the Python SDK knows: Azure Resource Manager and the Azure ML data plane.
@@ -24,8 +25,6 @@ export const Audience: { readonly ARM: 'ARM'; readonly AZUREML: 'AZUREML' } = Ob
 /** `"ARM"` or `"AZUREML"`. */
 export type Audience = typeof Audience[keyof typeof Audience]
 
-const REDACTED = '[redacted]'
-
 /**
  * An access token. `expiresOn` is in epoch **seconds**, as in the Python SDK;
  * `expiresOnTimestamp` (ms) and `refreshAfterTimestamp` (ms) make it a `@azure/core-auth`
@@ -42,15 +41,15 @@ const REDACTED = '[redacted]'
  */
 export class AccessToken {
   /** The bearer token. */
-  readonly token: string
+  declare readonly token: string
   /** Expiry, epoch seconds. */
-  readonly expiresOn: number
+  declare readonly expiresOn: number
   /** Expiry, epoch milliseconds (`@azure/core-auth`). */
-  readonly expiresOnTimestamp: number
+  declare readonly expiresOnTimestamp: number
   /** When a holder should refresh, epoch milliseconds, if the service said so. */
-  readonly refreshAfterTimestamp?: number
+  declare readonly refreshAfterTimestamp?: number
   /** Token type, `Bearer`. */
-  readonly tokenType: 'Bearer'
+  declare readonly tokenType: 'Bearer'
 
   /**
    * Creates a token value.
@@ -60,11 +59,8 @@ export class AccessToken {
    * @param refreshAfterTimestamp optional refresh point in epoch milliseconds
    */
   constructor(token: string, expiresOn: number, refreshAfterTimestamp?: number) {
-    if (typeof token !== 'string' || token === '') {
-      throw new TypeError('token must be a non-empty string')
-    }
-    if (typeof expiresOn !== 'number' || !Number.isFinite(expiresOn)) {
-      throw new TypeError('expiresOn must be a finite number of epoch seconds')
+    if (!token || typeof token !== 'string' || !Number.isFinite(expiresOn)) {
+      throw new TypeError('AccessToken needs a non-empty token and a finite expiresOn')
     }
     this.token = token
     this.expiresOn = expiresOn
@@ -76,27 +72,12 @@ export class AccessToken {
 
   /** A JSON view without the token. */
   toJSON(): Record<string, unknown> {
-    return {
-      token: REDACTED,
-      tokenType: this.tokenType,
-      expiresOn: this.expiresOn,
-      expiresOnTimestamp: this.expiresOnTimestamp,
-      refreshAfterTimestamp: this.refreshAfterTimestamp,
-    }
+    return { ...this as object, token: '[redacted]' }
   }
 
-  /** A description without the token. */
+  /** A description without the token (also what `Deno.inspect` and `util.inspect` show). */
   toString(): string {
     return `AccessToken(expiresOn=${new Date(this.expiresOnTimestamp).toISOString()})`
   }
-
-  /** Deno.inspect / console.log view without the token. */
-  [Symbol.for('Deno.customInspect')](): string {
-    return this.toString()
-  }
-
-  /** Node util.inspect view without the token. */
-  [Symbol.for('nodejs.util.inspect.custom')](): string {
-    return this.toString()
-  }
 }
+_inspectAsString(AccessToken)

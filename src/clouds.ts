@@ -23,6 +23,19 @@ export interface Cloud {
   readonly amlResourceId: string
 }
 
+const FIELDS = [
+  'name',
+  'activeDirectory',
+  'resourceManager',
+  'activeDirectoryResourceId',
+  'amlResourceId',
+] as const
+
+/** A frozen cloud from its five values, in the order of {@linkcode FIELDS}. */
+function cloud(...values: string[]): Cloud {
+  return Object.freeze(Object.fromEntries(FIELDS.map((k, i) => [k, values[i]]))) as unknown as Cloud
+}
+
 /**
  * The public Azure cloud.
  *
@@ -32,13 +45,13 @@ export interface Cloud {
  * console.assert(AzureCloud.amlResourceId === 'https://ml.azure.com')
  * ```
  */
-export const AzureCloud: Cloud = Object.freeze({
-  name: 'AzureCloud',
-  activeDirectory: 'https://login.microsoftonline.com',
-  resourceManager: 'https://management.azure.com/',
-  activeDirectoryResourceId: 'https://management.core.windows.net/',
-  amlResourceId: 'https://ml.azure.com',
-})
+export const AzureCloud: Cloud = cloud(
+  'AzureCloud',
+  'https://login.microsoftonline.com',
+  'https://management.azure.com/',
+  'https://management.core.windows.net/',
+  'https://ml.azure.com',
+)
 
 /**
  * Azure operated by 21Vianet (China).
@@ -49,13 +62,13 @@ export const AzureCloud: Cloud = Object.freeze({
  * console.assert(AzureChinaCloud.activeDirectory === 'https://login.chinacloudapi.cn')
  * ```
  */
-export const AzureChinaCloud: Cloud = Object.freeze({
-  name: 'AzureChinaCloud',
-  activeDirectory: 'https://login.chinacloudapi.cn',
-  resourceManager: 'https://management.chinacloudapi.cn',
-  activeDirectoryResourceId: 'https://management.core.chinacloudapi.cn/',
-  amlResourceId: 'https://ml.azure.cn',
-})
+export const AzureChinaCloud: Cloud = cloud(
+  'AzureChinaCloud',
+  'https://login.chinacloudapi.cn',
+  'https://management.chinacloudapi.cn',
+  'https://management.core.chinacloudapi.cn/',
+  'https://ml.azure.cn',
+)
 
 /**
  * Azure US Government.
@@ -66,13 +79,13 @@ export const AzureChinaCloud: Cloud = Object.freeze({
  * console.assert(AzureUSGovernment.amlResourceId === 'https://ml.azure.us')
  * ```
  */
-export const AzureUSGovernment: Cloud = Object.freeze({
-  name: 'AzureUSGovernment',
-  activeDirectory: 'https://login.microsoftonline.us',
-  resourceManager: 'https://management.usgovcloudapi.net/',
-  activeDirectoryResourceId: 'https://management.core.usgovcloudapi.net/',
-  amlResourceId: 'https://ml.azure.us',
-})
+export const AzureUSGovernment: Cloud = cloud(
+  'AzureUSGovernment',
+  'https://login.microsoftonline.us',
+  'https://management.usgovcloudapi.net/',
+  'https://management.core.usgovcloudapi.net/',
+  'https://ml.azure.us',
+)
 
 const CLOUDS: Readonly<Record<CloudName, Cloud>> = {
   AzureCloud,
@@ -94,9 +107,8 @@ const CLOUDS: Readonly<Record<CloudName, Cloud>> = {
  * ```
  */
 export function getCloud(name: string): Cloud {
-  for (const key of Object.keys(CLOUDS) as CloudName[]) {
-    if (key.toLowerCase() === String(name).toLowerCase()) return CLOUDS[key]
-  }
+  const key = Object.keys(CLOUDS).find((k) => k.toLowerCase() === String(name).toLowerCase())
+  if (key) return CLOUDS[key as CloudName]
   throw new TypeError(
     `Unknown cloud; use one of ${Object.keys(CLOUDS).join(', ')} or pass a Cloud object`,
   )
@@ -107,28 +119,19 @@ export function getCloud(name: string): Cloud {
  * else `AzureCloud`. A custom cloud object is validated (https endpoints unless loopback).
  */
 export function resolveCloud(option: CloudName | Cloud | string | undefined, env: Env): Cloud {
-  if (option === undefined) {
-    const fromEnv = env.AZUREML_CURRENT_CLOUD
-    return fromEnv ? getCloud(fromEnv) : AzureCloud
-  }
+  if (option === undefined) option = env.AZUREML_CURRENT_CLOUD || 'AzureCloud'
   if (typeof option === 'string') return getCloud(option)
-  if (typeof option !== 'object' || option === null) {
+  if (!option || typeof option !== 'object') {
     throw new TypeError('cloud must be a cloud name or a Cloud object')
   }
-  return Object.freeze({
-    name: _checkString(option.name, 'cloud.name'),
-    activeDirectory: _checkEndpoint(option.activeDirectory, 'cloud.activeDirectory'),
-    resourceManager: withSlash(_checkEndpoint(option.resourceManager, 'cloud.resourceManager')),
-    activeDirectoryResourceId: _checkString(
-      option.activeDirectoryResourceId,
-      'cloud.activeDirectoryResourceId',
-    ),
-    amlResourceId: _checkString(option.amlResourceId, 'cloud.amlResourceId'),
-  })
-}
-
-function withSlash(s: string): string {
-  return s.endsWith('/') ? s : s + '/'
+  const c = option as unknown as Record<string, unknown>
+  return cloud(...FIELDS.map((k, i) => {
+    const name = 'cloud.' + k
+    // activeDirectory and resourceManager are URLs (ARM always with a trailing slash).
+    return i === 1 || i === 2
+      ? _checkEndpoint(c[k], name) + (i === 2 ? '/' : '')
+      : _checkString(c[k], name)
+  }))
 }
 
 /** The `.default` scope of a resource id; the ARM one keeps its double slash by design. */

@@ -34,23 +34,20 @@ export function _deno(): DenoLike | undefined {
   return (globalThis as unknown as { Deno?: DenoLike }).Deno
 }
 
-function granted(d: DenoLike, desc: { name: string; path?: string }): boolean {
-  try {
-    return d.permissions?.querySync?.(desc).state === 'granted'
-  } catch {
-    return false
-  }
-}
-
 /**
  * The runtime's environment: `Deno.env` when Deno grants env access (never prompting), Node's
  * environment where that global exists, else an empty record (Workers, browsers: pass `env`).
  */
 export function runtimeEnv(): Env {
   const d = _deno()
-  if (d) return granted(d, { name: 'env' }) ? d.env.toObject() : {}
-  const node = (globalThis as { process?: { env?: Env } }).process
-  return node?.env ? { ...node.env } : {}
+  try {
+    if (d) {
+      return d.permissions?.querySync?.({ name: 'env' }).state === 'granted' ? d.env.toObject() : {}
+    }
+  } catch {
+    return {}
+  }
+  return { ...(globalThis as { process?: { env?: Env } }).process?.env }
 }
 
 /** The `env` option if given, else {@linkcode runtimeEnv}. */

@@ -46,9 +46,9 @@ export interface AmlAuthErrorOptions {
  */
 export class AmlAuthError extends Error {
   /** Stable machine-readable code. */
-  readonly code: ErrorCode
+  declare readonly code: ErrorCode
   /** HTTP status, when a response caused the error. */
-  readonly status?: number
+  declare readonly status?: number
 
   /**
    * Creates an error with a stable code.
@@ -58,15 +58,15 @@ export class AmlAuthError extends Error {
    * @param options cause and status
    */
   constructor(code: ErrorCode, message: string, options: AmlAuthErrorOptions = {}) {
-    super(message, options.cause === undefined ? undefined : { cause: options.cause })
+    super(message, options)
     this.name = 'AmlAuthError'
     this.code = code
     if (options.status !== undefined) this.status = options.status
   }
 
-  /** A JSON view with name, code, status and message only. */
+  /** A JSON view: name, code, status, the service's fields and message (own enumerable ones). */
   toJSON(): Record<string, unknown> {
-    return { name: this.name, code: this.code, status: this.status, message: this.message }
+    return { ...this as object, message: this.message }
   }
 }
 
@@ -100,17 +100,17 @@ export interface AuthenticationErrorDetails {
   /** HTTP status of the refusal. */
   status: number
   /** OAuth `error`, e.g. `invalid_client`. */
-  error?: string
+  error?: string | undefined
   /** OAuth `error_description`, e.g. `AADSTS7000215: Invalid client secret provided...`. */
-  errorDescription?: string
+  errorDescription?: string | undefined
   /** Entra `error_codes`, e.g. `[7000215]`. */
-  errorCodes?: number[]
+  errorCodes?: number[] | undefined
   /** Entra `trace_id`. */
-  traceId?: string
+  traceId?: string | undefined
   /** Entra `correlation_id`. */
-  correlationId?: string
+  correlationId?: string | undefined
   /** The raw response; kept non-enumerable so it never serializes. */
-  response?: Response
+  response?: Response | undefined
 }
 
 /**
@@ -130,15 +130,15 @@ export interface AuthenticationErrorDetails {
  */
 export class AuthenticationError extends AmlAuthError {
   /** OAuth `error`. */
-  readonly error?: string
+  declare readonly error?: string
   /** OAuth `error_description`. */
-  readonly errorDescription?: string
+  declare readonly errorDescription?: string
   /** Entra `error_codes`. */
-  readonly errorCodes?: number[]
+  declare readonly errorCodes?: number[]
   /** Entra `trace_id`. */
-  readonly traceId?: string
+  declare readonly traceId?: string
   /** Entra `correlation_id`. */
-  readonly correlationId?: string
+  declare readonly correlationId?: string
   /** The raw response (non-enumerable). */
   declare readonly response?: Response
 
@@ -151,24 +151,8 @@ export class AuthenticationError extends AmlAuthError {
   constructor(message: string, details: AuthenticationErrorDetails) {
     super('ERR_AUTHENTICATION', message, { status: details.status })
     this.name = 'AuthenticationError'
-    if (details.error !== undefined) this.error = details.error
-    if (details.errorDescription !== undefined) this.errorDescription = details.errorDescription
-    if (details.errorCodes !== undefined) this.errorCodes = details.errorCodes
-    if (details.traceId !== undefined) this.traceId = details.traceId
-    if (details.correlationId !== undefined) this.correlationId = details.correlationId
+    Object.assign(this, details)
     Object.defineProperty(this, 'response', { value: details.response, enumerable: false })
-  }
-
-  /** JSON view without the raw response. */
-  override toJSON(): Record<string, unknown> {
-    return {
-      ...super.toJSON(),
-      error: this.error,
-      errorDescription: this.errorDescription,
-      errorCodes: this.errorCodes,
-      traceId: this.traceId,
-      correlationId: this.correlationId,
-    }
   }
 }
 
@@ -177,9 +161,9 @@ export class AuthenticationError extends AmlAuthError {
  * service echoing a credential back cannot carry it into an error message.
  */
 export function _redact(text: string, secrets: readonly (string | undefined)[]): string {
-  let out = text
-  for (const s of secrets) {
-    if (s && s.length >= 4) out = out.split(s).join('[redacted]')
-  }
-  return out
+  // Values under 4 characters are left alone: scrubbing them would garble the text for nothing.
+  return secrets.reduce<string>(
+    (t, s) => s && s.length >= 4 ? t.replaceAll(s, '[redacted]') : t,
+    text,
+  )
 }

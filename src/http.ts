@@ -7,7 +7,7 @@
  *
  * @module
  */
-import { AmlAuthError } from './errors.ts'
+import { AmlAuthError, type AmlAuthErrorOptions, type ErrorCode } from './errors.ts'
 
 /** The `fetch` signature this package needs; pass your own to intercept or instrument. */
 export type FetchLike = (input: string | URL | Request, init?: RequestInit) => Promise<Response>
@@ -96,16 +96,16 @@ export interface HttpResponse {
 /** Default sleep: a timer that the signal cancels. */
 export function _sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
-    if (signal?.aborted) return reject(signal.reason)
     const onAbort = () => {
       clearTimeout(timer)
-      reject(signal?.reason)
+      reject(signal!.reason)
     }
     const timer = setTimeout(() => {
       signal?.removeEventListener('abort', onAbort)
       resolve()
     }, ms)
-    signal?.addEventListener('abort', onAbort, { once: true })
+    if (signal?.aborted) onAbort()
+    else signal?.addEventListener('abort', onAbort, { once: true })
   })
 }
 
@@ -117,15 +117,15 @@ export function _httpContext(options: {
   now?: (() => number) | undefined
   sleep?: ((ms: number, signal?: AbortSignal) => Promise<void>) | undefined
 }): HttpContext {
-  const f = options.fetch ?? ((input, init) => fetch(input, init))
+  const r = options.retry ?? {}
   return {
-    fetch: f,
+    fetch: options.fetch ?? ((input, init) => fetch(input, init)),
     timeoutMs: options.timeoutMs ?? 10_000,
     retry: {
-      maxRetries: options.retry?.maxRetries ?? 3,
-      baseDelayMs: options.retry?.baseDelayMs ?? 800,
-      maxDelayMs: options.retry?.maxDelayMs ?? 30_000,
-      totalTimeoutMs: options.retry?.totalTimeoutMs ?? 60_000,
+      maxRetries: r.maxRetries ?? 3,
+      baseDelayMs: r.baseDelayMs ?? 800,
+      maxDelayMs: r.maxDelayMs ?? 30_000,
+      totalTimeoutMs: r.totalTimeoutMs ?? 60_000,
     },
     now: options.now ?? Date.now,
     sleep: options.sleep ?? _sleep,
@@ -138,70 +138,13 @@ export function _httpContext(options: {
  * `Retry-After` as seconds or an HTTP date. `undefined` when absent or unreadable.
  */
 export function _retryAfterMs(headers: Headers, nowMs: number): number | undefined {
-  for (const name of ['retry-after-ms', 'x-ms-retry-after-ms']) {
-    const v = headers.get(name)
-    if (v !== null && /^\d+(\.\d+)?$/.test(v.trim())) return Number(v)
+  const names = ['retry-after-ms', 'x-ms-retry-after-ms', 'retry-after']
+  for (const [i, name] of names.entries()) {
+    const v = headers.get(name)?.trim()
+    if (v && /^\d+(\.\d+)?$/.test(v)) return Number(v) * (i > 1 ? 1000 : 1)
   }
-  const ra = headers.get('retry-after')
-  if (ra === null) return undefined
-  const t = ra.trim()
-  if (/^\d+(\.\d+)?$/.test(t)) return Number(t) * 1000
-  const date = Date.parse(t)
+  const date = Date.parse(headers.get('retry-after') ?? '')
   return Number.isNaN(date) ? undefined : Math.max(0, date - nowMs)
-}
-
-function backoff(retry: Required<RetryOptions>, attempt: number): number {
-  const exp = Math.min(retry.maxDelayMs, retry.baseDelayMs * 2 ** (attempt - 1))
-  return exp / 2 + Math.random() * (exp / 2)
-}
-
-function originOf(url: string | URL): string {
-  try {
-    return new URL(url).origin
-  } catch {
-    return 'the endpoint'
-  }
-}
-
-async function readBounded(res: Response, max: number, what: string): Promise<string> {
-  const declared = Number(res.headers.get('content-length'))
-  if (declared > max) {
-    await res.body?.cancel()
-    throw tooLarge(what, max, res.status)
-  }
-  if (!res.body) return ''
-  const reader = res.body.getReader()
-  const chunks: Uint8Array[] = []
-  let size = 0
-  for (;;) {
-    const { done, value } = await reader.read()
-    if (done) break
-    size += value.byteLength
-    if (size > max) {
-      await reader.cancel()
-      throw tooLarge(what, max, res.status)
-    }
-    chunks.push(value)
-  }
-  const all = new Uint8Array(size)
-  let off = 0
-  for (const c of chunks) {
-    all.set(c, off)
-    off += c.byteLength
-  }
-  return new TextDecoder().decode(all)
-}
-
-function tooLarge(what: string, max: number, status: number): AmlAuthError {
-  return new AmlAuthError(
-    'ERR_RESPONSE_TOO_LARGE',
-    `The response of ${what} is larger than ${max} bytes; check that the endpoint is an identity service`,
-    { status },
-  )
-}
-
-function aborted(what: string): AmlAuthError {
-  return new AmlAuthError('ERR_ABORTED', `The request to ${what} was aborted by the caller`)
 }
 
 /**
@@ -211,27 +154,38 @@ function aborted(what: string): AmlAuthError {
  */
 export async function sendRequest(ctx: HttpContext, req: HttpRequest): Promise<HttpResponse> {
   const retry = { ...ctx.retry, ...req.retry }
-  const retryOn = req.retryOn ?? _retryStandard
+  const { what, signal } = req
   const start = ctx.now()
   const headers: Record<string, string> = { accept: 'application/json', ...req.headers }
-  let body: string | undefined
-  if (req.form) {
-    const params = new URLSearchParams()
-    for (const [k, v] of Object.entries(req.form)) if (v !== undefined) params.set(k, v)
-    body = params.toString()
+  const body = req.form &&
+    new URLSearchParams(
+        Object.entries(req.form).filter((e): e is [string, string] => e[1] !== undefined),
+      ) + ''
+  if (body !== undefined) {
     headers['content-type'] = 'application/x-www-form-urlencoded;charset=utf-8'
   }
-  const signal = req.signal
+  const fail = (code: ErrorCode, message: string, options?: AmlAuthErrorOptions) =>
+    new AmlAuthError(code, message, options)
+  const aborted = () => fail('ERR_ABORTED', `The request to ${what} was aborted by the caller`)
+  // Back-off: exponential with jitter (half fixed, half random); the caller's signal ends it.
+  const wait = async (ms: number) => {
+    try {
+      await ctx.sleep(ms, signal)
+    } catch {
+      throw aborted()
+    }
+  }
+  const backoff = (attempt: number) => {
+    const exp = Math.min(retry.maxDelayMs, retry.baseDelayMs * 2 ** (attempt - 1))
+    return exp / 2 + Math.random() * (exp / 2)
+  }
   for (let attempt = 1;; attempt++) {
-    if (signal?.aborted) throw aborted(req.what)
-    const elapsed = ctx.now() - start
-    const remaining = retry.totalTimeoutMs - elapsed
+    if (signal?.aborted) throw aborted()
+    const remaining = retry.totalTimeoutMs - (ctx.now() - start)
     if (remaining <= 0) {
-      throw new AmlAuthError(
+      throw fail(
         'ERR_TIMEOUT',
-        `${req.what} did not give a usable answer within ${retry.totalTimeoutMs} ms over ${
-          attempt - 1
-        } attempts`,
+        `${what} gave no usable answer within ${retry.totalTimeoutMs} ms (${attempt - 1} attempts)`,
       )
     }
     const attemptMs = Math.min(ctx.timeoutMs, remaining)
@@ -244,63 +198,78 @@ export async function sendRequest(ctx: HttpContext, req: HttpRequest): Promise<H
     const onAbort = () => controller.abort()
     signal?.addEventListener('abort', onAbort, { once: true })
     let res: Response
-    let text: string
+    let text = ''
     try {
       res = await ctx.fetch(req.url, {
         method: req.method,
         headers,
-        ...(body !== undefined ? { body } : {}),
+        ...body !== undefined && { body },
         signal: controller.signal,
         redirect: 'manual',
       })
-      text = await readBounded(res, ctx.maxBodyBytes, req.what)
+      // The 1 MiB cap: checked on the declared length, then while streaming.
+      const tooLarge = () =>
+        fail(
+          'ERR_RESPONSE_TOO_LARGE',
+          `The response of ${what} is larger than ${ctx.maxBodyBytes} bytes; check the endpoint`,
+          { status: res.status },
+        )
+      if (Number(res.headers.get('content-length')) > ctx.maxBodyBytes) {
+        await res.body?.cancel()
+        throw tooLarge()
+      }
+      const reader = res.body?.getReader()
+      const chunks: Uint8Array<ArrayBuffer>[] = []
+      let size = 0
+      for (let r; reader && !(r = await reader.read()).done;) {
+        if ((size += r.value.byteLength) > ctx.maxBodyBytes) {
+          await reader.cancel()
+          throw tooLarge()
+        }
+        chunks.push(r.value)
+      }
+      text = await new Blob(chunks).text()
     } catch (e) {
       if (e instanceof AmlAuthError) throw e
-      if (signal?.aborted) throw aborted(req.what)
-      const state = { attempt, elapsedMs: ctx.now() - start, maxRetries: retry.maxRetries }
+      if (signal?.aborted) throw aborted()
       const err = timedOut
-        ? new AmlAuthError(
+        ? fail(
           'ERR_TIMEOUT',
-          `${req.what} did not answer within ${attemptMs} ms; check connectivity or raise timeoutMs`,
+          `${what} did not answer within ${attemptMs} ms; check connectivity or raise timeoutMs`,
         )
-        : new AmlAuthError(
+        : fail(
           'ERR_NETWORK',
-          `Could not connect to ${req.what} at ${
+          `Could not connect to ${what} at ${
             originOf(req.url)
           }; check the endpoint and the network`,
-          { cause: e },
+          {
+            cause: e,
+          },
         )
-      if (req.retryNetworkErrors === false || state.attempt > state.maxRetries) throw err
-      await wait(ctx, backoff(retry, attempt), signal, req.what)
+      if (req.retryNetworkErrors === false || attempt > retry.maxRetries) throw err
+      await wait(backoff(attempt))
       continue
     } finally {
       clearTimeout(timer)
       signal?.removeEventListener('abort', onAbort)
     }
     const state = { attempt, elapsedMs: ctx.now() - start, maxRetries: retry.maxRetries }
-    if (res.status < 400 || !retryOn(res.status, state)) {
-      return { status: res.status, headers: res.headers, body: text, raw: res, attempts: attempt }
-    }
-    const asked = _retryAfterMs(res.headers, ctx.now())
-    const delay = asked ?? backoff(retry, attempt)
     // A wait past the deadline cannot end in success: hand back the refusal now.
+    const delay = res.status >= 400 && (req.retryOn ?? _retryStandard)(res.status, state)
+      ? _retryAfterMs(res.headers, ctx.now()) ?? backoff(attempt)
+      : Infinity
     if (ctx.now() - start + delay >= retry.totalTimeoutMs) {
       return { status: res.status, headers: res.headers, body: text, raw: res, attempts: attempt }
     }
-    await wait(ctx, delay, signal, req.what)
+    await wait(delay)
   }
 }
 
-async function wait(
-  ctx: HttpContext,
-  ms: number,
-  signal: AbortSignal | undefined,
-  what: string,
-): Promise<void> {
+function originOf(url: string | URL): string {
   try {
-    await ctx.sleep(ms, signal)
+    return new URL(url).origin
   } catch {
-    throw aborted(what)
+    return 'the endpoint'
   }
 }
 
@@ -310,28 +279,22 @@ async function wait(
  */
 export function _parseJsonObject(res: HttpResponse, what: string): Record<string, unknown> {
   const text = res.body.trim()
-  if (text === '') {
-    throw invalid(`The response of ${what} (status ${res.status}) has an empty body`, res.status)
+  let problem = 'has an empty body'
+  if (text) {
+    problem = 'is an HTML page instead of JSON; check the endpoint URL'
+    if (!text.startsWith('<') && !res.headers.get('content-type')?.includes('text/html')) {
+      try {
+        const value = JSON.parse(text)
+        if (value && typeof value === 'object' && !Array.isArray(value)) return value
+        problem = 'is not a JSON object'
+      } catch {
+        problem = 'is not valid JSON'
+      }
+    }
   }
-  const type = res.headers.get('content-type') ?? ''
-  if (type.includes('text/html') || text.startsWith('<')) {
-    throw invalid(
-      `${what} answered with an HTML page (status ${res.status}) instead of JSON; check the endpoint URL`,
-      res.status,
-    )
-  }
-  let value: unknown
-  try {
-    value = JSON.parse(text)
-  } catch {
-    throw invalid(`The response of ${what} (status ${res.status}) is not valid JSON`, res.status)
-  }
-  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
-    throw invalid(`The response of ${what} (status ${res.status}) is not a JSON object`, res.status)
-  }
-  return value as Record<string, unknown>
-}
-
-function invalid(message: string, status: number): AmlAuthError {
-  return new AmlAuthError('ERR_RESPONSE_INVALID', message, { status })
+  throw new AmlAuthError(
+    'ERR_RESPONSE_INVALID',
+    `The response of ${what} (status ${res.status}) ${problem}`,
+    { status: res.status },
+  )
 }

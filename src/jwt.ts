@@ -17,28 +17,23 @@ export function _b64url(input: Uint8Array | ArrayBuffer | string): string {
 
 /** Standard base64 of bytes, with padding. */
 export function _b64(bytes: Uint8Array): string {
-  let bin = ''
-  for (let i = 0; i < bytes.length; i += 0x8000) {
-    bin += String.fromCharCode(...bytes.subarray(i, i + 0x8000))
-  }
-  return btoa(bin)
+  return btoa(Array.from(bytes, (b) => String.fromCharCode(b)).join(''))
 }
 
 /** Lower-case hex of bytes. */
 export function _hex(bytes: Uint8Array): string {
-  let s = ''
-  for (const b of bytes) s += b.toString(16).padStart(2, '0')
-  return s
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('')
 }
 
-/** Bytes of a base64 or base64url string (padding optional). Throws a TypeError on bad input. */
+/**
+ * Bytes of a base64 or base64url string (padding optional: `atob` decodes "forgivingly", as the
+ * HTML standard says). Throws on bad input.
+ */
 export function _unb64(s: string): Uint8Array<ArrayBuffer> {
-  const norm = s.replace(/-/g, '+').replace(/_/g, '/').replace(/\s+/g, '')
-  const padded = norm + '='.repeat((4 - (norm.length % 4)) % 4)
-  const bin = atob(padded)
-  const out = new Uint8Array(bin.length)
-  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i)
-  return out
+  return Uint8Array.from(
+    atob(s.replace(/-/g, '+').replace(/_/g, '/').replace(/\s+/g, '')),
+    (c) => c.charCodeAt(0),
+  )
 }
 
 /** Claims of a JWT we only read (never trust). */
@@ -56,32 +51,27 @@ export interface _JwtClaims {
  */
 export function _decodeJwt(token: string, what = 'token'): _JwtClaims {
   const parts = token.split('.')
-  if (parts.length !== 3 || !parts[1]) {
-    throw new AmlAuthError(
-      'ERR_TOKEN_INVALID',
-      `The ${what} is not a JWT, so its expiry cannot be read; pass the expiry explicitly`,
-    )
-  }
   try {
-    const claims = JSON.parse(dec.decode(_unb64(parts[1])))
-    if (claims === null || typeof claims !== 'object' || Array.isArray(claims)) throw new Error()
-    return claims as _JwtClaims
+    const claims = JSON.parse(dec.decode(_unb64(parts[1]!)))
+    if (parts.length === 3 && claims && typeof claims === 'object' && !Array.isArray(claims)) {
+      return claims
+    }
   } catch {
-    throw new AmlAuthError(
-      'ERR_TOKEN_INVALID',
-      `The ${what} has an unreadable JWT payload; pass the expiry explicitly`,
-    )
+    // Reported below, without the token.
   }
+  throw invalid(what, 'is not a JWT with a readable payload')
+}
+
+function invalid(what: string, problem: string): AmlAuthError {
+  return new AmlAuthError(
+    'ERR_TOKEN_INVALID',
+    `The ${what} ${problem}, so its expiry cannot be read; pass the expiry explicitly`,
+  )
 }
 
 /** `exp` (epoch seconds) of a JWT, or a typed error when it has none. */
 export function _jwtExpiry(token: string, what = 'token'): number {
   const { exp } = _decodeJwt(token, what)
-  if (typeof exp !== 'number' || !Number.isFinite(exp)) {
-    throw new AmlAuthError(
-      'ERR_TOKEN_INVALID',
-      `The ${what} has no numeric exp claim; pass the expiry explicitly`,
-    )
-  }
-  return exp
+  if (!Number.isFinite(exp)) throw invalid(what, 'has no numeric exp claim')
+  return exp as number
 }

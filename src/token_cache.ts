@@ -11,16 +11,9 @@
  *
  * @module
  */
-import { AccessToken } from './access_token.ts'
-import {
-  _checkStoreKey,
-  _hashKey,
-  _importStoreKey,
-  _open,
-  _seal,
-  type StoreKey,
-  type TokenStore,
-} from './token_store.ts'
+import type { AccessToken } from './access_token.ts'
+import { _inspectAsString } from './_inspect.ts'
+import { _storeTier, type StoreKey, type TokenStore } from './token_store.ts'
 
 /** Options of {@linkcode createTokenCache}. */
 export interface TokenCacheOptions {
@@ -50,18 +43,28 @@ export interface TokenCache {
 }
 
 const MIN = 60_000
-const BACKGROUND_RETRY_MS = 30_000
 
 /** Loads a token upstream. */
 export type _Loader = () => Promise<AccessToken>
 
-class Entry {
-  token: AccessToken | undefined = undefined
-  resolved: Promise<AccessToken> | undefined = undefined
-  refreshAt = 0
-  hardAt = 0
-  inflight: Promise<AccessToken> | undefined = undefined
-  nextTry = 0
+/**
+ * The second tier of a cache (see `_storeTier`): loads the token named `name` (identity and key),
+ * from the shared store when `useStore` and it holds a fresh one, else through `load`, storing
+ * the result.
+ */
+export type _Tier = (
+  name: string,
+  now: () => number,
+  load: _Loader,
+  useStore: boolean,
+) => Promise<AccessToken>
+
+interface Entry {
+  resolved?: Promise<AccessToken>
+  inflight?: Promise<AccessToken> | undefined
+  refreshAt: number
+  hardAt: number
+  nextTry: number
 }
 
 /**
@@ -70,11 +73,8 @@ class Entry {
 export function _refreshPoints(t: AccessToken, now: number): { refreshAt: number; hardAt: number } {
   const exp = t.expiresOnTimestamp
   const life = exp - now
-  let refreshAt: number
-  if (t.refreshAfterTimestamp !== undefined) refreshAt = t.refreshAfterTimestamp
-  else if (life > 120 * MIN) refreshAt = now + life / 2
-  else if (life < 10 * MIN) refreshAt = now + life * 0.8
-  else refreshAt = exp - 5 * MIN
+  const refreshAt = t.refreshAfterTimestamp ??
+    (life > 120 * MIN ? now + life / 2 : life < 10 * MIN ? now + life * 0.8 : exp - 5 * MIN)
   const hardAt = exp - Math.min(30_000, Math.max(0, (exp - refreshAt) / 2))
   return { refreshAt: Math.min(refreshAt, hardAt), hardAt }
 }
@@ -82,18 +82,18 @@ export function _refreshPoints(t: AccessToken, now: number): { refreshAt: number
 /** The entries of one credential identity. */
 export class _Partition {
   readonly #entries = new Map<string, Entry>()
-  readonly #cache: _Cache
+  readonly #tier: _Tier | undefined
   readonly #identity: string
 
-  constructor(cache: _Cache, identity: string) {
-    this.#cache = cache
+  constructor(tier: _Tier | undefined, identity: string) {
+    this.#tier = tier
     this.#identity = identity
   }
 
   /** The hot path: the cached promise if the token is before its refresh point, else undefined. */
   hit(key: string, now: number): Promise<AccessToken> | undefined {
     const e = this.#entries.get(key)
-    return e !== undefined && now < e.refreshAt ? e.resolved : undefined
+    return e && now < e.refreshAt ? e.resolved : undefined
   }
 
   /**
@@ -101,16 +101,15 @@ export class _Partition {
    * already in flight for the key.
    */
   get(key: string, now: () => number, load: _Loader, force = false): Promise<AccessToken> {
-    let e = this.#entries.get(key)
-    if (e === undefined) {
-      e = new Entry()
-      this.#entries.set(key, e)
-      this.#cache.count++
-    } else if (!force && e.resolved !== undefined) {
+    const e = this.#entry(key)
+    if (!force && e.resolved) {
       const t = now()
       if (t < e.refreshAt) return e.resolved
       if (t < e.hardAt) {
-        if (e.inflight === undefined && t >= e.nextTry) this.#background(e, key, now, load)
+        // Background refresh: callers keep the valid token; a failure waits 30 s to retry.
+        if (!e.inflight && t >= e.nextTry) {
+          this.#start(e, key, now, load, false).catch(() => e.nextTry = now() + 30_000)
+        }
         return e.resolved
       }
     }
@@ -119,13 +118,7 @@ export class _Partition {
 
   /** Stores a token obtained elsewhere (e.g. the answer to a claims challenge). */
   put(key: string, token: AccessToken, now: number): void {
-    let e = this.#entries.get(key)
-    if (e === undefined) {
-      e = new Entry()
-      this.#entries.set(key, e)
-      this.#cache.count++
-    }
-    this.#store(e, token, now)
+    store(this.#entry(key), token, now)
   }
 
   /** Number of keys held. */
@@ -135,16 +128,18 @@ export class _Partition {
 
   /** Forgets one key. */
   delete(key: string): void {
-    if (this.#entries.delete(key)) this.#cache.count--
+    this.#entries.delete(key)
   }
 
-  #store(e: Entry, token: AccessToken, now: number): void {
-    const { refreshAt, hardAt } = _refreshPoints(token, now)
-    e.token = token
-    e.resolved = Promise.resolve(token)
-    e.refreshAt = refreshAt
-    e.hardAt = hardAt
-    e.nextTry = 0
+  /** Forgets every key (in place, so that every credential holding this partition sees it). */
+  clear(): void {
+    this.#entries.clear()
+  }
+
+  #entry(key: string): Entry {
+    let e = this.#entries.get(key)
+    if (!e) this.#entries.set(key, e = { refreshAt: 0, hardAt: 0, nextTry: 0 })
+    return e
   }
 
   #start(
@@ -154,143 +149,73 @@ export class _Partition {
     load: _Loader,
     useStore: boolean,
   ): Promise<AccessToken> {
-    const p = this.#load(key, now, load, useStore).then(
-      (token) => {
-        if (e.inflight === p) e.inflight = undefined
-        this.#store(e, token, now())
-        return token
-      },
-      (err) => {
-        if (e.inflight === p) e.inflight = undefined
-        throw err
-      },
-    )
-    e.inflight = p
-    return p
-  }
-
-  #background(e: Entry, key: string, now: () => number, load: _Loader): void {
-    const p = this.#start(e, key, now, load, false)
-    // A failed background refresh keeps the valid token and waits before trying again.
-    p.catch(() => {
-      e.nextTry = now() + BACKGROUND_RETRY_MS
-    })
-  }
-
-  async #load(
-    key: string,
-    now: () => number,
-    load: _Loader,
-    useStore: boolean,
-  ): Promise<AccessToken> {
-    const tier = this.#cache.tier
-    if (!tier) return await load()
-    const name = await _hashKey(this.#identity + '\n' + key)
-    const k = await tier.key
-    if (useStore) {
-      const found = await readTier(tier.store, k, name, now())
-      if (found) return found
+    const tier = this.#tier
+    const done = () => {
+      if (e.inflight === p) e.inflight = undefined
     }
-    const token = await load()
-    const value = JSON.stringify([
-      token.token,
-      token.expiresOn,
-      token.refreshAfterTimestamp ?? null,
-    ])
-    try {
-      await tier.store.set(name, await _seal(k, name, value), {
-        expiresAt: token.expiresOnTimestamp,
-      })
-    } catch {
-      // The shared tier is an optimisation: a failing store must not fail authentication.
-    }
-    return token
+    const p: Promise<AccessToken> =
+      (async () =>
+        tier ? await tier(this.#identity + '\n' + key, now, load, useStore) : await load())()
+        .then((token) => {
+          done()
+          store(e, token, now())
+          return token
+        }, (err) => {
+          done()
+          throw err
+        })
+    return e.inflight = p
   }
 }
 
-async function readTier(
-  store: TokenStore,
-  key: CryptoKey,
-  name: string,
-  now: number,
-): Promise<AccessToken | undefined> {
-  try {
-    const sealed = await store.get(name)
-    if (sealed === undefined) return undefined
-    const plain = await _open(key, name, sealed)
-    if (plain === undefined) return undefined
-    const [token, expiresOn, refreshAfter] = JSON.parse(plain) as [string, number, number | null]
-    const t = new AccessToken(token, expiresOn, refreshAfter ?? undefined)
-    // Only take a token from the shared tier while it is still before its own refresh point.
-    return now < _refreshPoints(t, now).refreshAt && t.expiresOnTimestamp - now > 60_000
-      ? t
-      : undefined
-  } catch {
-    return undefined
-  }
+function store(e: Entry, token: AccessToken, now: number): void {
+  Object.assign(e, _refreshPoints(token, now), { resolved: Promise.resolve(token), nextTry: 0 })
 }
 
 /** Implementation behind {@linkcode TokenCache}. */
 export class _Cache implements TokenCache {
+  /** One partition per credential identity; partitions are emptied in place, never replaced. */
   readonly partitions = new Map<string, _Partition>()
-  readonly tier: { store: TokenStore; key: Promise<CryptoKey> } | undefined
-  count = 0
+  /** The shared second tier, if any. */
+  declare readonly tier: _Tier | undefined
 
-  constructor(options: TokenCacheOptions = {}) {
-    if (options.store !== undefined) {
-      if (options.key === undefined) {
-        throw new TypeError(
-          'key is required with store: values in a shared store are always encrypted',
-        )
-      }
-      const key = _importStoreKey(_checkStoreKey(options.key, 'key'))
-      key.catch(() => {})
-      this.tier = { store: options.store, key }
-    }
+  constructor(tier?: _Tier) {
+    this.tier = tier
   }
 
   get size(): number {
-    return this.count
+    let n = 0
+    for (const p of this.partitions.values()) n += p.size
+    return n
   }
 
   clear(): void {
-    this.partitions.clear()
-    this.count = 0
+    for (const p of this.partitions.values()) p.clear()
   }
 
   /** Forgets every entry of one credential identity. */
   drop(identity: string): void {
-    const p = this.partitions.get(identity)
-    if (p === undefined) return
-    this.count -= p.size
-    this.partitions.delete(identity)
+    this.partitions.get(identity)?.clear()
   }
 
-  /** Inspection shows the size only: identities name clients and fingerprint their secrets. */
-  [Symbol.for('Deno.customInspect')](): string {
-    return `TokenCache(size=${this.count})`
-  }
-
-  /** Node util.inspect view: the size only. */
-  [Symbol.for('nodejs.util.inspect.custom')](): string {
-    return `TokenCache(size=${this.count})`
+  /** The size only: identities name clients and fingerprint their secrets. */
+  toString(): string {
+    return `TokenCache(size=${this.size})`
   }
 
   /** A JSON view: the size only. */
   toJSON(): Record<string, unknown> {
-    return { size: this.count }
+    return { size: this.size }
   }
 
   /** The partition for one credential identity. */
   partition(identity: string): _Partition {
     let p = this.partitions.get(identity)
-    if (p === undefined) {
-      p = new _Partition(this, identity)
-      this.partitions.set(identity, p)
-    }
+    if (!p) this.partitions.set(identity, p = new _Partition(this.tier, identity))
     return p
   }
 }
+_inspectAsString(_Cache)
 
 /**
  * Creates a token cache, optionally backed by an encrypted shared store.
@@ -311,7 +236,11 @@ export class _Cache implements TokenCache {
  * ```
  */
 export function createTokenCache(options: TokenCacheOptions = {}): TokenCache {
-  return new _Cache(options)
+  return new _Cache(
+    options.store === undefined
+      ? undefined
+      : _storeTier(options.store, options.key, (t, now) => _refreshPoints(t, now).refreshAt),
+  )
 }
 
 /**

@@ -5,6 +5,8 @@
  *
  * @module
  */
+import { AccessToken } from './access_token.ts'
+import type { _Tier } from './token_cache.ts'
 import { _b64, _hex, _unb64 } from './jwt.ts'
 
 /**
@@ -157,4 +159,49 @@ export async function _open(
 /** SHA-256 hex of a string: store keys never reveal client ids, tenants or scopes. */
 export async function _hashKey(s: string): Promise<string> {
   return _hex(new Uint8Array(await crypto.subtle.digest('SHA-256', enc.encode(s))))
+}
+
+/**
+ * The second tier of a token cache (`createTokenCache({ store, key })`): names are SHA-256 hashes
+ * of identity and scope, values AES-GCM sealed under `key`. A stored token is taken only while it
+ * is before its own refresh point (`refreshAt`, the cache's rule) and over a minute from expiry.
+ * A failing store never fails authentication: it is an optimisation.
+ *
+ * @throws {TypeError} when `key` is missing or not a key; {RangeError} for a byte key of a bad length
+ */
+export function _storeTier(
+  store: TokenStore,
+  key: StoreKey | undefined,
+  refreshAt: (t: AccessToken, now: number) => number,
+): _Tier {
+  if (key === undefined) {
+    throw new TypeError('key is required with store: values in a shared store are always encrypted')
+  }
+  const k = _importStoreKey(_checkStoreKey(key, 'key'))
+  k.catch(() => {})
+  return async (id, now, load, useStore) => {
+    const name = await _hashKey(id)
+    const ck = await k
+    if (useStore) {
+      try {
+        const plain = await _open(ck, name, (await store.get(name)) ?? '')
+        if (plain !== undefined) {
+          const [token, expiresOn, refreshAfter] = JSON.parse(plain)
+          const t = new AccessToken(token, expiresOn, refreshAfter ?? undefined)
+          const n = now()
+          if (n < refreshAt(t, n) && t.expiresOnTimestamp - n > 60_000) return t
+        }
+      } catch {
+        // Unreadable or foreign: load a new token.
+      }
+    }
+    const token = await load()
+    const value = JSON.stringify([token.token, token.expiresOn, token.refreshAfterTimestamp])
+    try {
+      await store.set(name, await _seal(ck, name, value), { expiresAt: token.expiresOnTimestamp })
+    } catch {
+      // The shared tier is an optimisation: a failing store must not fail authentication.
+    }
+    return token
+  }
 }

@@ -295,3 +295,18 @@ Deno.test('getToken() with an already-aborted signal starts no request', async (
   assertEquals(e.code, 'ERR_ABORTED')
   assertEquals(calls, 0)
 })
+
+Deno.test('TokenCache.clear() drops the tokens of credentials that already used the cache', async () => {
+  let calls = 0
+  const cache = createTokenCache()
+  const auth = new TokenAuthentication(() => ({ token: `t${++calls}`, expiresOn: 4102444800 }), {
+    cache,
+  })
+  assertEquals((await auth.getToken()).token, 't1')
+  assertEquals((await auth.getToken()).token, 't1')
+  assertEquals(cache.size, 1)
+  cache.clear()
+  assertEquals(cache.size, 0)
+  assertEquals((await auth.getToken()).token, 't2')
+  assertEquals(cache.size, 1)
+})

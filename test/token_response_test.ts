@@ -1,5 +1,7 @@
-import { assertEquals } from '@std/assert'
-import { _parseExpiresOn, _parseExpiry, _parseRefreshAfter } from '../src/token_response.ts'
+import { assertEquals, assertThrows } from '@std/assert'
+import { AmlAuthError } from '../src/errors.ts'
+import { _parseExpiry, _parseRefreshAfter } from '../src/token_response.ts'
+import { _parseExpiresOn } from '../src/_expires_on.ts'
 
 Deno.test('_parseExpiresOn() reads every expires_on shape', () => {
   assertEquals(_parseExpiresOn(1_900_000_000), 1_900_000_000)
@@ -38,4 +40,12 @@ Deno.test('_parseExpiry() falls back to expires_in; _parseRefreshAfter() reads r
   assertEquals(_parseRefreshAfter({ refresh_in: 1800 }, 1_000_000), 1_000_000 + 1_800_000)
   assertEquals(_parseRefreshAfter({ refresh_on: 1900 }, 0), 1_900_000)
   assertEquals(_parseRefreshAfter({}, 0), undefined)
+})
+
+Deno.test('_parseExpiry() reads numbers by default and dates only with _parseExpiresOn', () => {
+  const body = { expires_on: '06/20/2026 14:30:05 +00:00' }
+  assertEquals(_parseExpiry({ expires_on: '1900000000' }, 0, 'x'), 1_900_000_000)
+  assertEquals(_parseExpiry({ expires_on: 1_900_000_000_000 }, 0, 'x'), 1_900_000_000)
+  assertThrows(() => _parseExpiry(body, 0, 'x'), AmlAuthError, 'expires_on')
+  assertEquals(_parseExpiry(body, 0, 'x', _parseExpiresOn), Date.UTC(2026, 5, 20, 14, 30, 5) / 1000)
 })

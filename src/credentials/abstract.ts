@@ -17,9 +17,10 @@ import {
   type RetryOptions,
   sendRequest,
 } from '../http.ts'
+import { _inspectAsString } from '../_inspect.ts'
 import { _authError } from '../token_response.ts'
 import { _Cache, type _Partition, defaultTokenCache, type TokenCache } from '../token_cache.ts'
-import { _checkCount, _checkFunction, _checkNonNegative, _checkPositive } from '../_validate.ts'
+import { _checkKinds } from '../_validate.ts'
 
 /** Options every credential accepts. */
 export interface CredentialOptions {
@@ -58,9 +59,9 @@ export interface TokenRequest {
   /** Scopes, never empty. */
   scopes: readonly string[]
   /** Claims challenge, if any. */
-  claims?: string
+  claims?: string | undefined
   /** Tenant override, already validated by `_resolveTenant`. */
-  tenantId?: string
+  tenantId?: string | undefined
 }
 
 /** One subscription, as ARM lists it. */
@@ -81,9 +82,6 @@ export type SignedFetchInit = RequestInit & {
   scopes?: string | readonly string[]
 }
 
-const REDACTED_INSPECT = Symbol.for('Deno.customInspect')
-const NODE_INSPECT = Symbol.for('nodejs.util.inspect.custom')
-
 /**
  * The base class of every credential. It is a `@azure/core-auth` `TokenCredential`, so any
  * `@azure/*` client accepts it unchanged.
@@ -102,12 +100,12 @@ const NODE_INSPECT = Symbol.for('nodejs.util.inspect.custom')
  */
 export abstract class AbstractAuthentication {
   /** The cloud this credential signs in to. */
-  readonly cloud: Cloud
+  declare readonly cloud: Cloud
   readonly #env: Env
   /** The HTTP context (fetch, timeouts, retries, clock). */
-  protected readonly _http: HttpContext
+  declare protected readonly _http: HttpContext
   readonly #cache: _Cache
-  #partition: _Partition | undefined = undefined
+  #partition: _Partition | undefined
   readonly #armScope: string
   readonly #amlScope: string
 
@@ -118,27 +116,21 @@ export abstract class AbstractAuthentication {
    * @throws {TypeError} for an unknown cloud or a bad option
    */
   constructor(options: CredentialOptions = {}) {
-    if (options === null || typeof options !== 'object') {
-      throw new TypeError('options must be an object')
-    }
-    _checkPositive(options.timeoutMs, 'timeoutMs')
-    if (
-      options.retry !== undefined && (options.retry === null || typeof options.retry !== 'object')
-    ) {
-      throw new TypeError(
-        'retry must be an object { maxRetries, baseDelayMs, maxDelayMs, totalTimeoutMs }',
-      )
-    }
-    _checkCount(options.retry?.maxRetries, 'retry.maxRetries')
-    _checkNonNegative(options.retry?.baseDelayMs, 'retry.baseDelayMs')
-    _checkNonNegative(options.retry?.maxDelayMs, 'retry.maxDelayMs')
-    _checkPositive(options.retry?.totalTimeoutMs, 'retry.totalTimeoutMs')
-    if (options.env !== undefined && (options.env === null || typeof options.env !== 'object')) {
-      throw new TypeError('env must be an object of environment variables')
-    }
-    _checkFunction(options.fetch, 'fetch', '(input, init) => Promise<Response>')
-    _checkFunction(options.now, 'now', '() => epoch ms')
-    _checkFunction(options.sleep, 'sleep', '(ms, signal) => Promise<void>')
+    _checkKinds({ options }, { options: 'o' })
+    _checkKinds(options as Record<string, unknown>, {
+      timeoutMs: '+',
+      retry: 'o',
+      env: 'o',
+      fetch: 'f',
+      now: 'f',
+      sleep: 'f',
+    })
+    _checkKinds(options.retry as Record<string, unknown> | undefined, {
+      maxRetries: '1',
+      baseDelayMs: '0',
+      maxDelayMs: '0',
+      totalTimeoutMs: '+',
+    }, 'retry.')
     this.#env = resolveEnv(options.env)
     this.cloud = resolveCloud(options.cloud, this.#env)
     this._http = _httpContext(options)
@@ -185,16 +177,10 @@ export abstract class AbstractAuthentication {
    * @throws {AmlAuthError} with a stable `code` when no token can be had
    */
   getToken(scopes?: string | readonly string[], options?: GetTokenOptions): Promise<AccessToken> {
-    const key = typeof scopes === 'string' && scopes !== '' && scopes !== Audience.ARM &&
-        scopes !== Audience.AZUREML
-      ? scopes
-      : this.#scopeKey(scopes)
+    const key = this.#scopeKey(scopes)
     if (options?.claims === undefined && options?.tenantId === undefined) {
-      const hit = (this.#partition ??= this.#cache.partition(this._cacheIdentity())).hit(
-        key,
-        this._http.now(),
-      )
-      if (hit !== undefined) return hit
+      const hit = this.#part().hit(key, this._http.now())
+      if (hit) return hit
     }
     return this.#slow(key, options)
   }
@@ -216,8 +202,7 @@ export abstract class AbstractAuthentication {
    * @returns the header object
    */
   async getAuthenticationHeader(): Promise<{ Authorization: string }> {
-    const t = await this.getToken()
-    return { Authorization: 'Bearer ' + t.token }
+    return { Authorization: bearer(await this.getToken()) }
   }
 
   /**
@@ -226,8 +211,7 @@ export abstract class AbstractAuthentication {
    * @returns the header object
    */
   async getAzureMLAuthenticationHeader(): Promise<{ Authorization: string }> {
-    const t = await this.getTokenForAudience(Audience.AZUREML)
-    return { Authorization: 'Bearer ' + t.token }
+    return { Authorization: bearer(await this.getTokenForAudience(Audience.AZUREML)) }
   }
 
   /**
@@ -250,48 +234,39 @@ export abstract class AbstractAuthentication {
   async listSubscriptions(
     options: { abortSignal?: AbortSignal } = {},
   ): Promise<SubscriptionInfo[]> {
-    const base = this.cloud.resourceManager.endsWith('/')
-      ? this.cloud.resourceManager
-      : this.cloud.resourceManager + '/'
-    const origin = new URL(base).origin
-    let next: string | undefined = `${base}subscriptions?api-version=2022-12-01`
-    const out: SubscriptionInfo[] = []
+    const signal = options.abortSignal
+    const base = this.cloud.resourceManager.replace(/\/?$/, '/')
     const what = 'Azure Resource Manager'
-    for (let page = 0; next !== undefined; page++) {
-      if (page >= 1000) {
+    const out: SubscriptionInfo[] = []
+    let next: unknown = base + 'subscriptions?api-version=2022-12-01'
+    for (let page = 0; typeof next === 'string' && next; page++) {
+      const url = new URL(next, base)
+      if (url.origin !== new URL(base).origin || page >= 1000) {
         throw new AmlAuthError(
           'ERR_RESPONSE_INVALID',
-          `${what} returned over 1000 pages of subscriptions; check the resourceManager endpoint`,
+          `${what} sent a nextLink to another origin or over 1000 pages; check resourceManager`,
         )
       }
-      const token = await this.getToken(undefined, pass(options.abortSignal))
+      const token = (await this.getToken(undefined, signal && { abortSignal: signal })).token
       const res = await sendRequest(this._http, {
         method: 'GET',
-        url: next,
-        headers: { authorization: 'Bearer ' + token.token },
+        url: url.href,
+        headers: { authorization: 'Bearer ' + token },
         what,
-        signal: options.abortSignal,
+        signal,
       })
       if (res.status !== 200) {
-        throw _authError(res, { what, now: this._http.now(), secrets: [token.token] })
+        throw _authError(res, { what, now: this._http.now(), secrets: [token] })
       }
       const body = _parseJsonObject(res, what)
-      for (const item of Array.isArray(body.value) ? body.value : []) {
-        const s = item as Record<string, unknown>
-        out.push({
-          subscriptionId: String(s.subscriptionId ?? ''),
-          displayName: String(s.displayName ?? ''),
-          tenantId: String(s.tenantId ?? ''),
-        })
-      }
-      const link = typeof body.nextLink === 'string' && body.nextLink ? body.nextLink : undefined
-      if (link !== undefined && new URL(link, base).origin !== origin) {
-        throw new AmlAuthError(
-          'ERR_RESPONSE_INVALID',
-          `${what} returned a nextLink to another origin; refusing to send the token there`,
+      for (const s of Array.isArray(body.value) ? body.value : []) {
+        out.push(
+          Object.fromEntries(
+            ['subscriptionId', 'displayName', 'tenantId'].map((k) => [k, String(s?.[k] ?? '')]),
+          ) as unknown as SubscriptionInfo,
         )
       }
-      next = link === undefined ? undefined : new URL(link, base).href
+      next = body.nextLink
     }
     return out
   }
@@ -306,11 +281,13 @@ export abstract class AbstractAuthentication {
    */
   async fetch(input: string | URL | Request, init: SignedFetchInit = {}): Promise<Response> {
     const { audience, scopes, ...rest } = init
-    const token = audience !== undefined
-      ? await this.getTokenForAudience(audience)
-      : await this.getToken(scopes, pass(rest.signal ?? undefined))
+    const signal = rest.signal ?? undefined
+    const token =
+      await (audience === undefined
+        ? this.getToken(scopes, signal && { abortSignal: signal })
+        : this.getTokenForAudience(audience))
     const req = new Request(input, rest)
-    req.headers.set('authorization', 'Bearer ' + token.token)
+    req.headers.set('authorization', bearer(token))
     return await this._http.fetch(req)
   }
 
@@ -320,11 +297,15 @@ export abstract class AbstractAuthentication {
     this.#partition = undefined
   }
 
+  #part(): _Partition {
+    return this.#partition ??= this.#cache.partition(this._cacheIdentity())
+  }
+
   /** The `.default` scope of an audience in this cloud. */
   protected _scopeForAudience(audience: Audience): string {
     if (audience === Audience.ARM) return this.#armScope
     if (audience === Audience.AZUREML) return this.#amlScope
-    throw new TypeError('audience must be Audience.ARM or Audience.AZUREML')
+    throw new TypeError('audience must be ARM or AZUREML')
   }
 
   /** Non-secret fields shown by `toString`, `toJSON` and inspection. */
@@ -332,12 +313,10 @@ export abstract class AbstractAuthentication {
     return {}
   }
 
-  /** A description without secrets. */
+  /** A description without secrets (also what `Deno.inspect` and `util.inspect` show). */
   toString(): string {
-    const fields = Object.entries(this._describe())
-      .filter(([, v]) => v !== undefined)
-      .map(([k, v]) => `${k}=${String(v)}`)
-    return `${this.constructor.name}(${['cloud=' + this.cloud.name, ...fields].join(', ')})`
+    const fields = Object.entries(this.toJSON()).slice(1).filter(([, v]) => v !== undefined)
+    return `${this.constructor.name}(${fields.map(([k, v]) => `${k}=${v}`).join(', ')})`
   }
 
   /** A JSON view without secrets. */
@@ -345,70 +324,54 @@ export abstract class AbstractAuthentication {
     return { type: this.constructor.name, cloud: this.cloud.name, ...this._describe() }
   }
 
-  /** Deno.inspect view without secrets. */
-  [REDACTED_INSPECT](): string {
-    return this.toString()
-  }
-
-  /** Node util.inspect view without secrets. */
-  [NODE_INSPECT](): string {
-    return this.toString()
-  }
-
   #scopeKey(scopes: string | readonly string[] | undefined): string {
-    if (scopes === undefined || scopes === '') return this.#armScope
     // The Python SDK's get_token(Audience.ARM) spelling: an audience name stands for its scope.
     if (scopes === Audience.ARM || scopes === Audience.AZUREML) {
       return this._scopeForAudience(scopes)
     }
-    if (typeof scopes === 'string') return scopes
-    if (!Array.isArray(scopes)) {
-      throw new TypeError('scopes must be a string or an array of strings')
+    if (typeof scopes === 'string' || scopes === undefined) return scopes || this.#armScope
+    if (!Array.isArray(scopes) || scopes.some((s) => !s || typeof s !== 'string')) {
+      throw new TypeError('scopes must be non-empty strings')
     }
-    if (scopes.length === 0) return this.#armScope
-    for (const s of scopes) {
-      if (typeof s !== 'string' || s === '') throw new TypeError('scopes must be non-empty strings')
-    }
-    return _scopeKey(scopes)
+    return scopes.length ? _scopeKey(scopes) : this.#armScope
   }
 
-  #slow(key: string, options: GetTokenOptions | undefined): Promise<AccessToken> {
-    if (options?.abortSignal?.aborted) {
-      return Promise.reject(
-        new AmlAuthError('ERR_ABORTED', 'The token request was aborted by the caller'),
-      )
-    }
-    const partition = (this.#partition ??= this.#cache.partition(this._cacheIdentity()))
-    let tenant: string | undefined
+  #slow(key: string, options: GetTokenOptions = {}): Promise<AccessToken> {
+    const { abortSignal: signal, claims } = options
+    const now = this._http.now
+    let p: Promise<AccessToken>
     try {
-      tenant = options?.tenantId === undefined ? undefined : this._resolveTenant(options.tenantId)
+      if (signal?.aborted) throw aborted()
+      const partition = this.#part()
+      const tenant = options.tenantId === undefined
+        ? undefined
+        : this._resolveTenant(options.tenantId)
+      const request: TokenRequest = { scopes: key.split(' '), claims, tenantId: tenant }
+      const fullKey = (tenant === undefined ? '' : tenant + '|') + key
+      const load = () => this._requestToken(request)
+      // A claims challenge needs a new token; it then replaces the cached one for the scope.
+      const claimsKey = fullKey + '\0' + claims
+      p = claims === undefined
+        ? partition.get(fullKey, now, load)
+        : partition.get(claimsKey, now, load, true).then((t: AccessToken) => {
+          partition.delete(claimsKey)
+          partition.put(fullKey, t, now())
+          return t
+        })
     } catch (e) {
       return Promise.reject(e)
     }
-    const claims = options?.claims
-    const scopes = key.split(' ')
-    const request: TokenRequest = {
-      scopes,
-      ...(claims !== undefined ? { claims } : {}),
-      ...(tenant !== undefined ? { tenantId: tenant } : {}),
-    }
-    const fullKey = (tenant === undefined ? '' : tenant + '|') + key
-    const load = () => this._requestToken(request)
-    let p: Promise<AccessToken>
-    if (claims === undefined) {
-      p = partition.get(fullKey, this._http.now, load)
-    } else {
-      // A claims challenge needs a new token; it then replaces the cached one for the scope.
-      const claimsKey = fullKey + '\0' + claims
-      p = partition.get(claimsKey, this._http.now, load, true).then((t) => {
-        partition.delete(claimsKey)
-        partition.put(fullKey, t, this._http.now())
-        return t
+    // Lets one caller stop waiting without cancelling the request others share.
+    return signal
+      ? new Promise((resolve, reject) => {
+        const onAbort = () => reject(aborted())
+        signal.addEventListener('abort', onAbort, { once: true })
+        p.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort))
       })
-    }
-    return raceAbort(p, options?.abortSignal)
+      : p
   }
 }
+_inspectAsString(AbstractAuthentication)
 
 /** The cache key of a list of scopes: the scope itself, or several sorted and space-joined. */
 export function _scopeKey(scopes: readonly string[]): string {
@@ -444,28 +407,10 @@ export function _switchTenant(
   )
 }
 
-function pass(signal: AbortSignal | undefined): GetTokenOptions | undefined {
-  return signal === undefined ? undefined : { abortSignal: signal }
+function aborted(): AmlAuthError {
+  return new AmlAuthError('ERR_ABORTED', 'The token request was aborted by the caller')
 }
 
-/** Lets one caller stop waiting without cancelling the request others share. */
-function raceAbort<T>(p: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
-  if (signal === undefined) return p
-  const abortErr = () =>
-    new AmlAuthError('ERR_ABORTED', 'The token request was aborted by the caller')
-  if (signal.aborted) return Promise.reject(abortErr())
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(abortErr())
-    signal.addEventListener('abort', onAbort, { once: true })
-    p.then(
-      (v) => {
-        signal.removeEventListener('abort', onAbort)
-        resolve(v)
-      },
-      (e) => {
-        signal.removeEventListener('abort', onAbort)
-        reject(e)
-      },
-    )
-  })
+function bearer(t: AccessToken): string {
+  return 'Bearer ' + t.token
 }

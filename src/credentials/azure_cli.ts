@@ -9,7 +9,7 @@ import { _resourceOf } from '../clouds.ts'
 import { type CommandResult, type CommandRunner, denoCommandRunner } from '../env.ts'
 import { AmlAuthError, AuthenticationError, CredentialUnavailableError } from '../errors.ts'
 import { _decodeJwt } from '../jwt.ts'
-import { _parseExpiresOn } from '../token_response.ts'
+import { _parseExpiresOn } from '../_expires_on.ts'
 import { _checkAllowedTenants, _checkPositive, _checkTenantId } from '../_validate.ts'
 import {
   _switchTenant,

@@ -10,7 +10,8 @@ import { _checkFunction } from '../_validate.ts'
 import { AmlAuthError, CredentialUnavailableError } from '../errors.ts'
 import { _parseJsonObject, type HttpResponse, sendRequest } from '../http.ts'
 import { _jwtExpiry } from '../jwt.ts'
-import { _authError, _parseIsoWithZone } from '../token_response.ts'
+import { _authError } from '../token_response.ts'
+import { _parseIsoWithZone } from '../_expires_on.ts'
 import { _checkEndpoint, _checkPositive, _checkString } from '../_validate.ts'
 import {
   _uniqueIdentity,

@@ -25,6 +25,7 @@ import {
   sendRequest,
 } from '../http.ts'
 import { _authError, _parseTokenResponse, _refusal } from '../token_response.ts'
+import { _parseExpiresOn } from '../_expires_on.ts'
 import { _checkPositive, _GUID_RE } from '../_validate.ts'
 import { AbstractAuthentication, type CredentialOptions, type TokenRequest } from './abstract.ts'
 import {
@@ -293,7 +294,12 @@ export class MsiAuthentication extends AbstractAuthentication {
   #parse(res: HttpResponse, now: number, extraSecret?: string): AccessToken {
     const secrets = [this.#secret, extraSecret]
     if (res.status >= 200 && res.status < 300) {
-      return _parseTokenResponse(res, { what: _SOURCE_SPECS[this.source].what, now, secrets })
+      return _parseTokenResponse(res, {
+        what: _SOURCE_SPECS[this.source].what,
+        now,
+        secrets,
+        expiresOn: _parseExpiresOn,
+      })
     }
     throw this.#refusal(res, secrets)
   }
