@@ -144,7 +144,9 @@ export function _resolveEndpoint(
   try {
     _checkEndpoint(raw, name, /^http:\/\/169\.254\.169\.254(?=[:/?#]|$)/i.test(raw))
   } catch (e) {
-    return [undefined, (e as Error).message]
+    // The shared message names loopback only; managed identity also accepts the IMDS address.
+    const why = (e as Error).message.replace('loopback hosts', 'loopback hosts and 169.254.169.254')
+    return [undefined, why + '; fix the environment variable']
   }
   const url = new URL(raw)
   // The Arc agent listens on 127.0.0.1 only; `localhost` may resolve to ::1 first.

@@ -6,13 +6,12 @@
  */
 import { AccessToken, type Audience } from '../access_token.ts'
 import { _unrefTimer, type Env, resolveEnv } from '../env.ts'
-import { _checkFunction } from '../_validate.ts'
 import { AmlAuthError, CredentialUnavailableError } from '../errors.ts'
 import { _parseJsonObject, type HttpResponse, sendRequest } from '../http.ts'
 import { _jwtExpiry } from '../jwt.ts'
 import { _authError } from '../token_response.ts'
 import { _parseIsoWithZone } from '../_expires_on.ts'
-import { _checkEndpoint, _checkPositive, _checkString } from '../_validate.ts'
+import { _checkEndpoint, _checkKinds, _checkPositive, _checkString } from '../_validate.ts'
 import {
   _uniqueIdentity,
   AbstractAuthentication,
@@ -483,7 +482,7 @@ export class AzureMLTokenAuthentication extends AbstractAuthentication {
    */
   startAutoRefresh(options: AutoRefreshOptions = {}): AutoRefresh {
     const intervalMs = _checkPositive(options.intervalMs, 'intervalMs') ?? 30_000
-    _checkFunction(options.onError, 'onError', '(error) => void')
+    _checkKinds({ onError: options.onError }, { onError: 'f' })
     if (this.#refreshUrl === undefined) throw this.#notRefreshable()
     this.stopAutoRefresh()
     const onError = options.onError

@@ -12,7 +12,7 @@ import type { StoreKey, TokenStore } from '../token_store.ts'
 import {
   _checkAllowedTenants,
   _checkEndpoint,
-  _checkFunction,
+  _checkKinds,
   _checkString,
   _checkTenantId,
   _GUID_RE,
@@ -219,7 +219,7 @@ export class InteractiveLoginAuthentication extends AbstractAuthentication {
       tenant: options.tenantId ?? 'organizations',
       clientId: this.clientId,
     }
-    _checkFunction(options.onDeviceCode, 'onDeviceCode', '(info) => void')
+    _checkKinds({ onDeviceCode: options.onDeviceCode }, { onDeviceCode: 'f' })
     this.#onDeviceCode = options.onDeviceCode ?? printPrompt
     this.#auto = options.disableAutomaticAuthentication !== true
     this.#allowed = _checkAllowedTenants(
