@@ -373,7 +373,7 @@ Deno.test('ServicePrincipalAuthentication() refuses a certificate not made by cl
   )
   assertStringIncludes(
     e.message,
-    'certificate must be made by clientCertificate({ privateKey, certificate })',
+    'certificate must be made by clientCertificate()',
   )
   assertHidden(e, [PEM_BODY_SAMPLE])
   assertThrows(
@@ -1041,8 +1041,7 @@ Deno.test('Entra refusals become AuthenticationError with AADSTS details and adv
       make: () => secretCredential(emu, { servicePrincipalPassword: 'wrong-secret-value' }),
       status: 401,
       code: 7000215,
-      advice:
-        "Check servicePrincipalPassword: use the secret's Value, not its ID; if it expired, create a new one",
+      advice: "Check servicePrincipalPassword: use the secret's Value, not its ID",
     },
     {
       name: 'unknown client',
