@@ -74,10 +74,12 @@ export function _secretAuth(secret: string): _ClientAuth {
 const NO_MATCH =
   'No federated identity credential matches the assertion: check issuer, subject and audience for {clientId}'
 
+const ASSERTION = 'Check {assertion}: the assertion '
+
 /** Advice for refusals of a federated assertion. */
 const FEDERATED_ADVICE: EntraAdviceTable = {
-  700024: 'The client assertion has expired: {assertion} must give a fresh one',
-  50027: 'The client assertion is not a JWT: check {assertion}',
+  700024: ASSERTION + 'has expired',
+  50027: ASSERTION + 'is not a JWT',
   70021: NO_MATCH,
   700211: NO_MATCH,
   700212: NO_MATCH,
@@ -90,13 +92,14 @@ const FEDERATED_ADVICE: EntraAdviceTable = {
  *
  * @param callback returns the assertion (a JWT)
  * @param option the option name for messages
- * @param kind `clientAssertion` or `federatedTokenFile`
+ * @param kind `clientAssertion` or `federatedTokenFile` (default: `option`, which is
+ * `clientAssertion` for the option of that name)
  * @param fingerprint a fingerprint when the source can be shared (a file path), else random
  */
 export function _assertionAuth(
   callback: () => string | Promise<string>,
   option: string,
-  kind: 'clientAssertion' | 'federatedTokenFile' = 'clientAssertion',
+  kind: _ClientAuthKind = option as _ClientAuthKind,
   fingerprint: string = crypto.randomUUID(),
 ): _ClientAuth {
   return {

@@ -199,7 +199,7 @@ export type EntraAdviceTable = Readonly<Record<number, string>>
 
 const SCOPES = 'Check the scopes: client credentials need <resource>/.default'
 const TENANT = 'Check {tenantId} and the cloud: no such tenant there'
-const ADMIN = ': ask the tenant administrator'
+const ADMIN = ': ask an administrator'
 
 /**
  * The advice every confidential client may need (secret, tenant, client id, scopes, consent,
@@ -210,7 +210,7 @@ const CORE_ADVICE: EntraAdviceTable = {
   7000215: "Check {secret}: use the secret's Value, not its ID",
   7000222: 'The client secret has expired: create a new one for {secret}',
   700025: 'This application is a public client: it must not send {secret} or {certificate}',
-  700016: 'Check {clientId} and {tenantId}: no such application in that tenant',
+  700016: 'Check {clientId} and {tenantId}: no such application there',
   90002: TENANT,
   900023: TENANT,
   50059: TENANT,
@@ -219,8 +219,8 @@ const CORE_ADVICE: EntraAdviceTable = {
   1002012: SCOPES,
   28000: 'Ask for one resource per token',
   500011: 'The resource is not available in this tenant: check the scope',
-  65001: 'Grant the application admin consent for this resource',
-  53003: 'A Conditional Access policy blocked the sign-in' + ADMIN,
+  65001: 'Grant admin consent for this resource',
+  53003: 'Conditional Access blocked the sign-in' + ADMIN,
 }
 
 /**

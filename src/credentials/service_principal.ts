@@ -57,13 +57,22 @@ export interface _Internal {
   allowedName: string
 }
 
+// Option names used more than once, as constants: each spelled once in the minified bundle.
+const TENANT = 'tenantId'
+const ID = 'servicePrincipalId'
+const HOST = 'authorityHost'
 const ALLOWED = 'additionallyAllowedTenants'
 const CREDENTIALS = ['servicePrincipalPassword', 'certificate', 'clientAssertion'] as const
 /** How the options are named, for advice (`tenantId` and `certificate` are their own names). */
 const NAMES: Partial<EntraAdviceNames> = {
-  clientId: 'servicePrincipalId',
+  clientId: ID,
   secret: CREDENTIALS[0],
   assertion: CREDENTIALS[2],
+}
+
+/** Throws a TypeError (an expression, for the checks below). */
+function bad(message: string): never {
+  throw new TypeError(message)
 }
 
 /**
@@ -149,21 +158,18 @@ export class ServicePrincipalAuthentication extends AbstractAuthentication {
   constructor(options: ServicePrincipalAuthenticationOptions) {
     super(options)
     const internal = (options as { [_internal]?: _Internal })[_internal]
-    const tenantId = directory(options.tenantId, 'tenantId')
-    const clientId = _checkString(options.servicePrincipalId, 'servicePrincipalId')
-    if (/\s|[^ -\uffff]/.test(clientId)) {
-      throw new TypeError('servicePrincipalId must be the application (client) id')
-    }
-    const host = options.authorityHost
-    const authority = _checkAuthority(
-      host ?? this.cloud.activeDirectory,
-      host !== undefined ? 'authorityHost' : 'cloud.activeDirectory',
-    )
-    const allowed = _checkAllowedTenants(options.additionallyAllowedTenants, ALLOWED)
+    const tenantId = directory(options[TENANT], TENANT)
+    const clientId = _checkString(options[ID], ID)
+    if (/\s|[^ -\uffff]/.test(clientId)) bad(ID + ' must be the application (client) id')
+    const host = options[HOST]
+    // The cloud's host is already checked (an https URL without a trailing slash).
+    const authority = host !== undefined ? _checkAuthority(host, HOST) : this.cloud.activeDirectory
+    const allowed = _checkAllowedTenants(options[ALLOWED], ALLOWED)
     const allowedName = internal?.allowedName ?? ALLOWED
     const auth = internal?.auth ?? clientAuthFrom(options)
     const { kind } = auth
     const advice = entraAdvice(internal?.names ?? NAMES, auth.advice)
+    const http = this._http
 
     // `sp|{authority}|{tenant}|{clientId}|{kind}|{fingerprint}`: instances with the same client,
     // tenant, authority and credential share tokens; the fingerprint distinguishes secrets (a
@@ -171,21 +177,16 @@ export class ServicePrincipalAuthentication extends AbstractAuthentication {
     this.#identity = `sp|${authority}|${tenantId}|${clientId}|${kind}|`.toLowerCase() +
       auth.fingerprint
     // Tenant, client id, credential kind and authority host: never a secret.
-    this.#fields = {
-      tenantId,
-      servicePrincipalId: clientId,
-      credential: kind,
-      authorityHost: authority,
-    }
+    this.#fields = { [TENANT]: tenantId, [ID]: clientId, credential: kind, [HOST]: authority }
     // `AZURE_IDENTITY_DISABLE_MULTITENANTAUTH` makes per-call tenants ignored.
     this.#tenant = (t) =>
-      /^(0|false)?$/i.test(this._env.AZURE_IDENTITY_DISABLE_MULTITENANTAUTH?.trim() ?? '')
+      /^\s*(0|false)?\s*$/i.test(this._env.AZURE_IDENTITY_DISABLE_MULTITENANTAUTH ?? '')
         ? _switchTenant(directory(t, 'getToken options.tenantId'), tenantId, allowed, allowedName)
         : undefined
     this.#request = (request) => {
-      const tenant = request.tenantId ?? tenantId
+      const tenant = request[TENANT] ?? tenantId
       return auth.send((fields) =>
-        requestEntraToken(this._http, {
+        requestEntraToken(http, {
           authority,
           tenant,
           form: {
@@ -196,7 +197,7 @@ export class ServicePrincipalAuthentication extends AbstractAuthentication {
             claims: request.claims,
           },
           advice,
-        }), { tokenEndpoint: entraEndpoint(authority, tenant), clientId, now: this._http.now })
+        }), { tokenEndpoint: entraEndpoint(authority, tenant), clientId, now: http.now })
     }
   }
 
@@ -235,31 +236,28 @@ function clientAuthFrom(options: ServicePrincipalAuthenticationOptions): _Client
   const given = CREDENTIALS.filter((k) => options[k] != null)
   const [kind] = given
   if (given.length !== 1) {
-    throw new TypeError(
+    bad(
       `Pass exactly one client credential: ${CREDENTIALS.join(', ')} ` +
         `(${kind ? 'got ' + given.join(' and ') : 'none was given'})`,
     )
   }
   const value = options[kind!]
-  if (kind === CREDENTIALS[1]) {
-    const auth = _certificates.get(value as ClientCertificate)
-    if (!auth) throw new TypeError('certificate must be made by clientCertificate()')
-    return auth
-  }
-  if (kind === CREDENTIALS[2]) {
-    if (typeof value !== 'function') throw new TypeError(`${kind} must be a function`)
-    return _assertionAuth(value as () => string, kind)
-  }
-  return _secretAuth(_checkString(value, kind!))
+  return kind === CREDENTIALS[1]
+    ? _certificates.get(value as ClientCertificate) ??
+      bad(CREDENTIALS[1] + ' must be made by clientCertificate()')
+    : kind === CREDENTIALS[2]
+    ? typeof value === 'function'
+      ? _assertionAuth(value as () => string, kind)
+      : bad(kind + ' must be a function')
+    : _secretAuth(_checkString(value, kind!))
 }
 
 /** A tenant GUID or domain that names one directory (not `common`, `organizations`...). */
 function directory(tenantId: unknown, option: string): string {
   const t = _checkTenantId(tenantId, option)
-  if (/^(common|organizations|consumers)$/i.test(t)) {
-    throw new TypeError(`${option} must name one directory, not '${t}'`)
-  }
-  return t
+  return /^(common|organizations|consumers)$/i.test(t)
+    ? bad(`${option} must name one directory, not '${t}'`)
+    : t
 }
 
 /**
@@ -269,10 +267,7 @@ function directory(tenantId: unknown, option: string): string {
  */
 export function _checkAuthority(value: unknown, option: string): string {
   const href = _checkEndpoint(value, option)
-  if (/[?#]|\/oauth2(\/|$)/i.test(href)) {
-    throw new TypeError(
-      `${option} must be the authority host (no token endpoint, query or fragment)`,
-    )
-  }
-  return href
+  return /[?#]|\/oauth2\b/i.test(href)
+    ? bad(option + ' must be the authority host (no token endpoint, query or fragment)')
+    : href
 }
