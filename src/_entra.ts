@@ -17,7 +17,7 @@ export const JWT_BEARER_ASSERTION = 'urn:ietf:params:oauth:client-assertion-type
 
 /** Form fields whose values are secrets: never logged, scrubbed from server text. */
 export const SECRET_FORM_FIELDS: readonly string[] =
-  /* @__PURE__ */ 'client_secret client_assertion refresh_token device_code code code_verifier assertion password'
+  /* @__PURE__ */ 'client_secret client_assertion refresh_token device_code code code_verifier assertion'
     .split(' ')
 
 /** Builds advice text for an Entra refusal from its AADSTS codes and OAuth error. */
@@ -198,7 +198,7 @@ export interface EntraAdviceNames {
 export type EntraAdviceTable = Readonly<Record<number, string>>
 
 const SCOPES = 'Check the scopes: client credentials need <resource>/.default'
-const TENANT = 'Check {tenantId} and the cloud: no such tenant there'
+const TENANT = 'Check {tenantId} and the cloud: no such tenant'
 const ADMIN = ': ask an administrator'
 
 /**
@@ -210,7 +210,7 @@ const CORE_ADVICE: EntraAdviceTable = {
   7000215: "Check {secret}: use the secret's Value, not its ID",
   7000222: 'The client secret has expired: create a new one for {secret}',
   700025: 'This application is a public client: it must not send {secret} or {certificate}',
-  700016: 'Check {clientId} and {tenantId}: no such application there',
+  700016: 'Check {clientId} and {tenantId}: no such application',
   90002: TENANT,
   900023: TENANT,
   50059: TENANT,
@@ -218,7 +218,7 @@ const CORE_ADVICE: EntraAdviceTable = {
   70011: SCOPES,
   1002012: SCOPES,
   28000: 'Ask for one resource per token',
-  500011: 'The resource is not available in this tenant: check the scope',
+  500011: 'The resource is not in this tenant: check the scope',
   65001: 'Grant admin consent for this resource',
   53003: 'Conditional Access blocked the sign-in' + ADMIN,
 }

@@ -1080,7 +1080,7 @@ Deno.test('Entra refusals become AuthenticationError with AADSTS details and adv
       scope: 'https://unknown.example.com/.default',
       status: 400,
       code: 500011,
-      advice: 'The resource is not available in this tenant',
+      advice: 'The resource is not in this tenant',
     },
   ]
   for (const c of cases) {
@@ -1125,6 +1125,12 @@ Deno.test('Entra refusals the emulator cannot produce (expired secret, certifica
       'Client assertion is not within its valid time range.',
       'outside its valid time range',
       () => certCredential(emu),
+    ],
+    [
+      700025,
+      'Client is public so neither client_assertion nor client_secret should be presented.',
+      'This application is a public client: it must not send servicePrincipalPassword or certificate',
+      () => secretCredential(emu),
     ],
     [
       7000112,
