@@ -72,14 +72,12 @@ export function _secretAuth(secret: string): _ClientAuth {
 }
 
 const NO_MATCH =
-  'No federated identity credential matches the assertion: check issuer, subject and audience for {clientId}'
-
-const ASSERTION = 'Check {assertion}: the assertion '
+  'No federated identity credential matches the assertion: check issuer, subject, audience of {clientId}'
 
 /** Advice for refusals of a federated assertion. */
 const FEDERATED_ADVICE: EntraAdviceTable = {
-  700024: ASSERTION + 'has expired',
-  50027: ASSERTION + 'is not a JWT',
+  700024: 'Check {assertion}: the assertion expired',
+  50027: 'Check {assertion}: not a JWT',
   70021: NO_MATCH,
   700211: NO_MATCH,
   700212: NO_MATCH,

@@ -16,9 +16,15 @@ export const ENTRA_WHAT = 'Microsoft Entra ID'
 export const JWT_BEARER_ASSERTION = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer'
 
 /** Form fields whose values are secrets: never logged, scrubbed from server text. */
-export const SECRET_FORM_FIELDS: readonly string[] =
-  /* @__PURE__ */ 'client_secret client_assertion refresh_token device_code code code_verifier assertion'
-    .split(' ')
+export const SECRET_FORM_FIELDS: readonly string[] = [
+  'client_secret',
+  'client_assertion',
+  'refresh_token',
+  'device_code',
+  'code',
+  'code_verifier',
+  'assertion',
+]
 
 /** Builds advice text for an Entra refusal from its AADSTS codes and OAuth error. */
 export type EntraAdvice = (
@@ -199,7 +205,6 @@ export type EntraAdviceTable = Readonly<Record<number, string>>
 
 const SCOPES = 'Check the scopes: client credentials need <resource>/.default'
 const TENANT = 'Check {tenantId} and the cloud: no such tenant'
-const ADMIN = ': ask an administrator'
 
 /**
  * The advice every confidential client may need (secret, tenant, client id, scopes, consent,
@@ -208,19 +213,19 @@ const ADMIN = ': ask an administrator'
  */
 const CORE_ADVICE: EntraAdviceTable = {
   7000215: "Check {secret}: use the secret's Value, not its ID",
-  7000222: 'The client secret has expired: create a new one for {secret}',
+  7000222: 'The client secret has expired: create a new {secret}',
   700025: 'This application is a public client: it must not send {secret} or {certificate}',
   700016: 'Check {clientId} and {tenantId}: no such application',
   90002: TENANT,
   900023: TENANT,
   50059: TENANT,
-  7000112: 'The application is disabled in this tenant' + ADMIN,
+  7000112: 'The application is disabled in this tenant: ask an administrator',
   70011: SCOPES,
   1002012: SCOPES,
   28000: 'Ask for one resource per token',
   500011: 'The resource is not in this tenant: check the scope',
   65001: 'Grant admin consent for this resource',
-  53003: 'Conditional Access blocked the sign-in' + ADMIN,
+  53003: 'Conditional Access blocked the sign-in: ask an administrator',
 }
 
 /**

@@ -63,12 +63,6 @@ const ID = 'servicePrincipalId'
 const HOST = 'authorityHost'
 const ALLOWED = 'additionallyAllowedTenants'
 const CREDENTIALS = ['servicePrincipalPassword', 'certificate', 'clientAssertion'] as const
-/** How the options are named, for advice (`tenantId` and `certificate` are their own names). */
-const NAMES: Partial<EntraAdviceNames> = {
-  clientId: ID,
-  secret: CREDENTIALS[0],
-  assertion: CREDENTIALS[2],
-}
 
 /** Throws a TypeError (an expression, for the checks below). */
 function bad(message: string): never {
@@ -168,14 +162,16 @@ export class ServicePrincipalAuthentication extends AbstractAuthentication {
     const allowedName = internal?.allowedName ?? ALLOWED
     const auth = internal?.auth ?? clientAuthFrom(options)
     const { kind } = auth
-    const advice = entraAdvice(internal?.names ?? NAMES, auth.advice)
+    // How the options are named, for advice (`tenantId` and `certificate` are their own names).
+    const names: Partial<EntraAdviceNames> = internal?.names ??
+      { clientId: ID, secret: CREDENTIALS[0], assertion: CREDENTIALS[2] }
+    const advice = entraAdvice(names, auth.advice)
     const http = this._http
 
-    // `sp|{authority}|{tenant}|{clientId}|{kind}|{fingerprint}`: instances with the same client,
-    // tenant, authority and credential share tokens; the fingerprint distinguishes secrets (a
-    // hash) and certificates (the public certificate) without revealing a secret.
-    this.#identity = `sp|${authority}|${tenantId}|${clientId}|${kind}|`.toLowerCase() +
-      auth.fingerprint
+    // See _cacheIdentity. The kinds' fingerprints cannot meet: a secret's is digits only, a
+    // certificate's starts with `c:` (`f:` from a file), a token file's with `w:`, a callback's
+    // is a UUID.
+    this.#identity = `sp|${authority}|${tenantId}|${clientId}|`.toLowerCase() + auth.fingerprint
     // Tenant, client id, credential kind and authority host: never a secret.
     this.#fields = { [TENANT]: tenantId, [ID]: clientId, credential: kind, [HOST]: authority }
     // `AZURE_IDENTITY_DISABLE_MULTITENANTAUTH` makes per-call tenants ignored.
@@ -202,7 +198,7 @@ export class ServicePrincipalAuthentication extends AbstractAuthentication {
   }
 
   /**
-   * `sp|{authority}|{tenant}|{clientId}|{kind}|{fingerprint}`: instances with the same client,
+   * `sp|{authority}|{tenant}|{clientId}|{fingerprint}`: instances with the same client,
    * tenant, authority and credential share tokens; the fingerprint distinguishes secrets (a hash)
    * and certificates (the public certificate) without revealing a secret.
    */

@@ -1111,7 +1111,7 @@ Deno.test('Entra refusals the emulator cannot produce (expired secret, certifica
     [
       7000222,
       'The provided client secret keys for app are expired.',
-      'The client secret has expired: create a new one',
+      'The client secret has expired: create a new servicePrincipalPassword',
       () => secretCredential(emu),
     ],
     [
