@@ -33,20 +33,16 @@ export interface _ClientAuth {
   /** Advice for the refusals only this kind of credential meets (see `entraAdvice`). */
   readonly advice?: EntraAdviceTable
   /**
-   * Adds the client authentication fields to a token request's form; `fresh` asks for a newly
-   * signed assertion (the retry after a refused reused one).
+   * Sends one token request authenticated by this credential: calls `request` with the client
+   * authentication fields to add to the form (`client_secret`, or `client_assertion_type` and
+   * `client_assertion`). A certificate signs a fresh assertion and calls `request` once more when
+   * a reused one is refused (a server that enforces single-use `jti`); the other kinds call it
+   * once. The retry lives here so that a secret-based credential does not carry it.
    */
-  apply(
-    form: Record<string, string | undefined>,
+  send<T>(
+    request: (fields: Record<string, string>) => Promise<T>,
     ctx: _ClientAuthContext,
-    fresh?: boolean,
-  ): Promise<void>
-  /**
-   * The server refused a request that carried `assertion`: forget it if it is cached. Returns
-   * true when it had been sent before (a server that enforces single-use `jti` refuses reuse), so
-   * that one retry with a freshly signed assertion can succeed.
-   */
-  refused?(assertion: string | undefined, ctx: _ClientAuthContext): boolean
+  ): Promise<T>
 }
 
 /**
@@ -57,46 +53,31 @@ export interface _ClientAuth {
 export const _certificates: WeakMap<object, _ClientAuth> = /* @__PURE__ */ new WeakMap()
 
 /**
- * A 64-bit fingerprint of a client secret for the cache identity: two independent 32-bit
- * multiply-xor hashes (FNV-1a and a murmur-style multiplier) over a domain-separated string. Not
+ * `client_secret` authentication. The fingerprint (for the cache identity) is a polynomial hash of
+ * the secret modulo the prime 2^48 - 59 (every step stays below 2^53, so it is exact). Not
  * cryptographic, and it need not be: the identity is an in-memory Map key (and the cache hashes
  * store names with SHA-256 again), so it must separate different secrets, not resist an attacker
  * who could choose them. The secret itself never enters the identity.
- */
-export function _fingerprint(secret: string): string {
-  let a = 0x811c9dc5
-  let b = 0x9747b28c
-  for (const ch of 'sp-secret\0' + secret) {
-    const c = ch.codePointAt(0)!
-    a = Math.imul(a ^ c, 0x01000193)
-    b = Math.imul(b ^ c, 0x5bd1e995) ^ b >>> 15
-  }
-  return (a >>> 0).toString(36) + '.' + (b >>> 0).toString(36)
-}
-
-/**
- * `client_secret` authentication.
  *
  * @param secret the client secret (checked non-empty by the caller)
  */
 export function _secretAuth(secret: string): _ClientAuth {
+  let h = 0
+  for (const ch of secret) h = (h * 31 + ch.codePointAt(0)!) % 281474976710597
   return {
     kind: 'secret',
-    fingerprint: _fingerprint(secret),
-    apply(form) {
-      form.client_secret = secret
-      return Promise.resolve()
-    },
+    fingerprint: '' + h,
+    send: (request) => request({ client_secret: secret }),
   }
 }
 
-const NO_MATCH = 'No federated identity credential matches the assertion: check the issuer, ' +
-  'subject and audience configured for {clientId}'
+const NO_MATCH =
+  'No federated identity credential matches the assertion: check issuer, subject, audience of {clientId}'
 
 /** Advice for refusals of a federated assertion. */
 const FEDERATED_ADVICE: EntraAdviceTable = {
-  700024: 'The client assertion has expired: {assertion} must give a fresh one (check the clock)',
-  50027: 'The client assertion is not a JWT: check what {assertion} returns',
+  700024: 'Check {assertion}: the assertion expired',
+  50027: 'Check {assertion}: not a JWT',
   70021: NO_MATCH,
   700211: NO_MATCH,
   700212: NO_MATCH,
@@ -109,39 +90,41 @@ const FEDERATED_ADVICE: EntraAdviceTable = {
  *
  * @param callback returns the assertion (a JWT)
  * @param option the option name for messages
- * @param kind `clientAssertion` or `federatedTokenFile`
+ * @param kind `clientAssertion` or `federatedTokenFile` (default: `option`, which is
+ * `clientAssertion` for the option of that name)
  * @param fingerprint a fingerprint when the source can be shared (a file path), else random
  */
 export function _assertionAuth(
   callback: () => string | Promise<string>,
   option: string,
-  kind: 'clientAssertion' | 'federatedTokenFile' = 'clientAssertion',
+  kind: _ClientAuthKind = option as _ClientAuthKind,
   fingerprint: string = crypto.randomUUID(),
 ): _ClientAuth {
   return {
     kind,
     fingerprint,
     advice: FEDERATED_ADVICE,
-    async apply(form) {
+    async send(request) {
       let value: unknown
       try {
         value = await callback()
       } catch (e) {
-        if (e instanceof CredentialUnavailableError) throw e
-        throw new CredentialUnavailableError(
+        throw e instanceof CredentialUnavailableError ? e : new CredentialUnavailableError(
           `${option} failed (${e instanceof Error ? e.name : typeof e}); see the cause`,
           { cause: e },
         )
       }
-      if (typeof value !== 'string' || !value.trim()) {
+      if (typeof value != 'string' || !(value = value.trim())) {
         throw new CredentialUnavailableError(
           `${option} returned ${
-            typeof value === 'string' ? 'an empty string' : value === null ? 'null' : typeof value
-          }; it must return the federated token (a JWT)`,
+            value === '' ? 'an empty string' : value === null ? 'null' : typeof value
+          }, not a JWT`,
         )
       }
-      form.client_assertion_type = JWT_BEARER_ASSERTION
-      form.client_assertion = value.trim()
+      return request({
+        client_assertion_type: JWT_BEARER_ASSERTION,
+        client_assertion: value as string,
+      })
     },
   }
 }

@@ -24,7 +24,6 @@ export const SECRET_FORM_FIELDS: readonly string[] = [
   'code',
   'code_verifier',
   'assertion',
-  'password',
 ]
 
 /** Builds advice text for an Entra refusal from its AADSTS codes and OAuth error. */
@@ -175,8 +174,9 @@ export async function requestEntraToken(
   http: HttpContext,
   opts: EntraRequestOptions,
 ): Promise<AccessToken> {
-  return _parseTokenResponse(await sendRequest(http, buildTokenRequest(opts)), {
-    what: opts.what ?? ENTRA_WHAT,
+  const req = buildTokenRequest(opts)
+  return _parseTokenResponse(await sendRequest(http, req), {
+    what: req.what,
     now: http.now(),
     secrets: _requestSecrets(opts),
     advice: opts.advice ?? DEFAULT_ADVICE,
@@ -203,15 +203,8 @@ export interface EntraAdviceNames {
  */
 export type EntraAdviceTable = Readonly<Record<number, string>>
 
-/** The names that differ from their key (`tenantId` and `certificate` are named as such). */
-const DEFAULT_NAMES: Partial<EntraAdviceNames> = {
-  clientId: 'servicePrincipalId',
-  secret: 'servicePrincipalPassword',
-  assertion: 'clientAssertion',
-}
-
 const SCOPES = 'Check the scopes: client credentials need <resource>/.default'
-const TENANT = "Check {tenantId}: use the directory's GUID or a verified domain"
+const TENANT = 'Check {tenantId} and the cloud: no such tenant'
 
 /**
  * The advice every confidential client may need (secret, tenant, client id, scopes, consent,
@@ -219,26 +212,28 @@ const TENANT = "Check {tenantId}: use the directory's GUID or a verified domain"
  * those strategies, user-flow advice with the interactive credential; they pass it in as `extra`.
  */
 const CORE_ADVICE: EntraAdviceTable = {
-  7000215: "Check {secret}: use the secret's Value, not its ID; if it expired, create a new one",
-  7000222: 'The client secret has expired: create a new one and update {secret}',
-  700016: 'Check {clientId} and {tenantId}: no such application in that tenant',
-  90002: 'Check {tenantId} and the cloud: no such tenant there',
+  7000215: "Check {secret}: use the secret's Value, not its ID",
+  7000222: 'The client secret has expired: create a new {secret}',
+  700025: 'This application is a public client: it must not send {secret} or {certificate}',
+  700016: 'Check {clientId} and {tenantId}: no such application',
+  90002: TENANT,
   900023: TENANT,
   50059: TENANT,
-  7000112: 'The application is disabled in this tenant: ask the tenant administrator',
+  7000112: 'The application is disabled in this tenant: ask an administrator',
   70011: SCOPES,
   1002012: SCOPES,
   28000: 'Ask for one resource per token',
-  500011: 'The resource is not available in this tenant: check the scope and the cloud',
-  65001: 'The application lacks consent for this resource: grant admin consent',
-  53003: 'A Conditional Access policy blocked the sign-in: ask the tenant administrator',
+  500011: 'The resource is not in this tenant: check the scope',
+  65001: 'Grant admin consent for this resource',
+  53003: 'Conditional Access blocked the sign-in: ask an administrator',
 }
 
 /**
  * Advice for the AADSTS codes users of a confidential or public client actually meet, naming the
  * option or variable to check. Unknown codes get none (the server's own text is in the message).
  *
- * @param names how the inputs are named where the credential was configured
+ * @param names how the inputs are named where the credential was configured (a placeholder
+ * without a name stays its key, e.g. `tenantId`)
  * @param extra more advice (certificate, federated assertion, user flows); it takes precedence
  * @returns the advice function
  */
@@ -246,11 +241,12 @@ export function entraAdvice(
   names: Partial<EntraAdviceNames> = {},
   extra: EntraAdviceTable = {},
 ): EntraAdvice {
-  const n: Record<string, string> = { ...DEFAULT_NAMES, ...names }
   return (codes) => {
     for (const c of codes) {
       const text = extra[c] ?? CORE_ADVICE[c]
-      if (text) return text.replace(/\{(\w+)\}/g, (_, k) => n[k] ?? k)
+      if (text) {
+        return text.replace(/\{(\w+)\}/g, (_, k: keyof EntraAdviceNames) => names[k] ?? k)
+      }
     }
   }
 }

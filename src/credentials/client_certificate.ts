@@ -7,7 +7,7 @@
  *
  * @module
  */
-import { CredentialUnavailableError } from '../errors.ts'
+import { AuthenticationError, CredentialUnavailableError } from '../errors.ts'
 import type { FileReader } from '../env.ts'
 import { type EntraAdviceTable, JWT_BEARER_ASSERTION } from '../_entra.ts'
 import { _b64, _b64url } from '../jwt.ts'
@@ -251,43 +251,61 @@ export function _certificateAuth(
     return input + '.' + _b64url(sig)
   }
 
+  /**
+   * The server refused a request that carried `assertion`: forget it if it is cached. True when
+   * it had been sent before (a server that enforces single-use `jti` refuses reuse), so that one
+   * retry with a freshly signed assertion can succeed.
+   */
+  const refused = (k: string, assertion: string): boolean => {
+    const entry = assertions.get(k)
+    // Already replaced (a concurrent refusal, or it aged out): a fresh one is worth one try.
+    if (entry?.value !== assertion) return true
+    assertions.delete(k)
+    return entry.uses > 1
+  }
+
   return {
     kind: 'certificate',
     fingerprint,
     advice: CERTIFICATE_ADVICE,
-    async apply(form, ctx, fresh) {
-      const nowMs = ctx.now()
+    async send(request, ctx) {
       const k = ctx.clientId + ' ' + ctx.tokenEndpoint
-      let entry = assertions.get(k)
-      if (!entry || fresh || nowMs >= entry.reuseUntil) {
-        const jwt = sign(ctx, nowMs)
-        const created: typeof entry = {
-          jwt,
-          reuseUntil: Math.floor(nowMs / 1000) * 1000 + (LIFETIME_S - 60) * 1000,
-          uses: 0,
+      for (let fresh = false;; fresh = true) {
+        const nowMs = ctx.now()
+        let entry = assertions.get(k)
+        if (!entry || fresh || nowMs >= entry.reuseUntil) {
+          const jwt = sign(ctx, nowMs)
+          const created: typeof entry = {
+            jwt,
+            reuseUntil: Math.floor(nowMs / 1000) * 1000 + (LIFETIME_S - 60) * 1000,
+            uses: 0,
+          }
+          // Least recently signed first: the oldest endpoint goes when there are 16.
+          assertions.delete(k)
+          if (assertions.size > 15) assertions.delete(assertions.keys().next().value!)
+          assertions.set(k, entry = created)
+          jwt.then((v) => {
+            created.value = v
+          }, () => {
+            if (assertions.get(k) === created) assertions.delete(k)
+          })
         }
-        // Least recently signed first: the oldest endpoint goes when there are 16.
-        assertions.delete(k)
-        if (assertions.size > 15) assertions.delete(assertions.keys().next().value!)
-        assertions.set(k, entry = created)
-        jwt.then((v) => {
-          created.value = v
-        }, () => {
-          if (assertions.get(k) === created) assertions.delete(k)
-        })
+        entry.uses++
+        const assertion = await entry.jwt
+        try {
+          return await request({
+            client_assertion_type: JWT_BEARER_ASSERTION,
+            client_assertion: assertion,
+          })
+        } catch (e) {
+          // A reused assertion refused by an STS that enforces single-use jti: sign a fresh one
+          // and try once more. Any refusal drops the cached assertion.
+          if (
+            !(e instanceof AuthenticationError && (e.status === 400 || e.status === 401) &&
+              refused(k, assertion) && !fresh)
+          ) throw e
+        }
       }
-      entry.uses++
-      form.client_assertion_type = JWT_BEARER_ASSERTION
-      form.client_assertion = await entry.jwt
-    },
-    refused(assertion, ctx) {
-      if (assertion === undefined) return false
-      const k = ctx.clientId + ' ' + ctx.tokenEndpoint
-      const entry = assertions.get(k)
-      // Already replaced (a concurrent refusal, or it aged out): a fresh one is worth one try.
-      if (entry?.value !== assertion) return true
-      assertions.delete(k)
-      return entry.uses > 1
     },
   }
 }

@@ -6,14 +6,7 @@
  * @module
  */
 import type { AccessToken } from '../access_token.ts'
-import { AuthenticationError } from '../errors.ts'
-import {
-  type EntraAdvice,
-  entraAdvice,
-  type EntraAdviceNames,
-  entraEndpoint,
-  requestEntraToken,
-} from '../_entra.ts'
+import { entraAdvice, type EntraAdviceNames, entraEndpoint, requestEntraToken } from '../_entra.ts'
 import { _assertionAuth, _certificates, type _ClientAuth, _secretAuth } from '../_client_auth.ts'
 import { _checkAllowedTenants, _checkEndpoint, _checkString, _checkTenantId } from '../_validate.ts'
 import {
@@ -52,7 +45,7 @@ export interface ServicePrincipalAuthenticationOptions extends CredentialOptions
  * Internal construction path of `servicePrincipalFromEnvironment()`: a ready strategy and the
  * names of the variables, for messages.
  */
-export const _internal: unique symbol = Symbol('sp.internal')
+export const _internal: unique symbol = Symbol()
 
 /** What `servicePrincipalFromEnvironment()` passes under {@linkcode _internal}. */
 export interface _Internal {
@@ -64,7 +57,17 @@ export interface _Internal {
   allowedName: string
 }
 
+// Option names used more than once, as constants: each spelled once in the minified bundle.
+const TENANT = 'tenantId'
+const ID = 'servicePrincipalId'
+const HOST = 'authorityHost'
 const ALLOWED = 'additionallyAllowedTenants'
+const CREDENTIALS = ['servicePrincipalPassword', 'certificate', 'clientAssertion'] as const
+
+/** Throws a TypeError (an expression, for the checks below). */
+function bad(message: string): never {
+  throw new TypeError(message)
+}
 
 /**
  * A service principal (app registration) signing in to Microsoft Entra ID with the
@@ -132,13 +135,12 @@ const ALLOWED = 'additionallyAllowedTenants'
  * ```
  */
 export class ServicePrincipalAuthentication extends AbstractAuthentication {
-  readonly #tenantId: string
-  readonly #clientId: string
-  readonly #authority: string
-  readonly #auth: _ClientAuth
-  readonly #allowed: ReadonlySet<string>
-  readonly #allowedName: string
-  readonly #advice: EntraAdvice
+  // Everything is settled in the constructor and kept in closures: the methods below only
+  // delegate (shorter once minified than private fields read in every method).
+  readonly #identity: string
+  readonly #fields: Record<string, unknown>
+  readonly #tenant: (tenantId: string) => string | undefined
+  readonly #request: (request: TokenRequest) => Promise<AccessToken>
 
   /**
    * Validates the options; no I/O.
@@ -150,31 +152,58 @@ export class ServicePrincipalAuthentication extends AbstractAuthentication {
   constructor(options: ServicePrincipalAuthenticationOptions) {
     super(options)
     const internal = (options as { [_internal]?: _Internal })[_internal]
-    this.#tenantId = directory(options.tenantId, 'tenantId')
-    const clientId = this.#clientId = _checkString(options.servicePrincipalId, 'servicePrincipalId')
-    if (/\s|[^ -\uffff]/.test(clientId)) {
-      throw new TypeError('servicePrincipalId must be the application (client) id, without spaces')
+    const tenantId = directory(options[TENANT], TENANT)
+    const clientId = _checkString(options[ID], ID)
+    if (/\s|[^ -\uffff]/.test(clientId)) bad(ID + ' must be the application (client) id')
+    const host = options[HOST]
+    // The cloud's host is already checked (an https URL without a trailing slash).
+    const authority = host !== undefined ? _checkAuthority(host, HOST) : this.cloud.activeDirectory
+    const allowed = _checkAllowedTenants(options[ALLOWED], ALLOWED)
+    const allowedName = internal?.allowedName ?? ALLOWED
+    const auth = internal?.auth ?? clientAuthFrom(options)
+    const { kind } = auth
+    // How the options are named, for advice (`tenantId` and `certificate` are their own names).
+    const names: Partial<EntraAdviceNames> = internal?.names ??
+      { clientId: ID, secret: CREDENTIALS[0], assertion: CREDENTIALS[2] }
+    const advice = entraAdvice(names, auth.advice)
+    const http = this._http
+
+    // See _cacheIdentity. The kinds' fingerprints cannot meet: a secret's is digits only, a
+    // certificate's starts with `c:` (`f:` from a file), a token file's with `w:`, a callback's
+    // is a UUID.
+    this.#identity = `sp|${authority}|${tenantId}|${clientId}|`.toLowerCase() + auth.fingerprint
+    // Tenant, client id, credential kind and authority host: never a secret.
+    this.#fields = { [TENANT]: tenantId, [ID]: clientId, credential: kind, [HOST]: authority }
+    // `AZURE_IDENTITY_DISABLE_MULTITENANTAUTH` makes per-call tenants ignored.
+    this.#tenant = (t) =>
+      /^\s*(0|false)?\s*$/i.test(this._env.AZURE_IDENTITY_DISABLE_MULTITENANTAUTH ?? '')
+        ? _switchTenant(directory(t, 'getToken options.tenantId'), tenantId, allowed, allowedName)
+        : undefined
+    this.#request = (request) => {
+      const tenant = request[TENANT] ?? tenantId
+      return auth.send((fields) =>
+        requestEntraToken(http, {
+          authority,
+          tenant,
+          form: {
+            grant_type: 'client_credentials',
+            client_id: clientId,
+            scope: request.scopes.join(' '),
+            ...fields,
+            claims: request.claims,
+          },
+          advice,
+        }), { tokenEndpoint: entraEndpoint(authority, tenant), clientId, now: http.now })
     }
-    const authority = options.authorityHost
-    this.#authority = _checkAuthority(
-      authority ?? this.cloud.activeDirectory,
-      authority !== undefined ? 'authorityHost' : 'cloud.activeDirectory',
-    )
-    this.#allowed = _checkAllowedTenants(options.additionallyAllowedTenants, ALLOWED)
-    this.#allowedName = internal?.allowedName ?? ALLOWED
-    const auth = this.#auth = internal?.auth ?? clientAuthFrom(options)
-    this.#advice = entraAdvice(internal?.names, auth.advice)
   }
 
   /**
-   * `sp|{authority}|{tenant}|{clientId}|{kind}|{fingerprint}`: instances with the same client,
+   * `sp|{authority}|{tenant}|{clientId}|{fingerprint}`: instances with the same client,
    * tenant, authority and credential share tokens; the fingerprint distinguishes secrets (a hash)
    * and certificates (the public certificate) without revealing a secret.
    */
   protected _cacheIdentity(): string {
-    const { kind, fingerprint } = this.#auth
-    return `sp|${this.#authority}|${`${this.#tenantId}|${this.#clientId}`.toLowerCase()}|${kind}|` +
-      fingerprint
+    return this.#identity
   }
 
   /**
@@ -185,94 +214,46 @@ export class ServicePrincipalAuthentication extends AbstractAuthentication {
    * @throws {AmlAuthError} `ERR_TENANT_NOT_ALLOWED` for a tenant that is not allowed
    */
   protected override _resolveTenant(tenantId: string): string | undefined {
-    if (!/^(0|false)?$/i.test(this._env.AZURE_IDENTITY_DISABLE_MULTITENANTAUTH?.trim() ?? '')) {
-      return undefined
-    }
-    directory(tenantId, 'getToken options.tenantId')
-    return _switchTenant(tenantId, this.#tenantId, this.#allowed, this.#allowedName)
+    return this.#tenant(tenantId)
   }
 
   /** One client-credentials request (per-call tenant, claims), with the client credential. */
-  protected async _requestToken(request: TokenRequest): Promise<AccessToken> {
-    const tenant = request.tenantId ?? this.#tenantId
-    const ctx = {
-      tokenEndpoint: entraEndpoint(this.#authority, tenant),
-      clientId: this.#clientId,
-      now: this._http.now,
-    }
-    for (let fresh = false;; fresh = true) {
-      const form: Record<string, string | undefined> = {
-        grant_type: 'client_credentials',
-        client_id: this.#clientId,
-        scope: request.scopes.join(' '),
-      }
-      await this.#auth.apply(form, ctx, fresh)
-      form.claims = request.claims
-      try {
-        return await requestEntraToken(this._http, {
-          authority: this.#authority,
-          tenant,
-          form,
-          advice: this.#advice,
-        })
-      } catch (e) {
-        // A reused certificate assertion refused by an STS that enforces single-use jti: sign a
-        // fresh one and try once more. Any refusal drops the cached assertion.
-        if (
-          !(e instanceof AuthenticationError && (e.status === 400 || e.status === 401) &&
-            this.#auth.refused?.(form.client_assertion, ctx) && !fresh)
-        ) throw e
-      }
-    }
+  protected _requestToken(request: TokenRequest): Promise<AccessToken> {
+    return this.#request(request)
   }
 
   /** Tenant, client id, credential kind and authority host: never a secret. */
   protected override _describe(): Record<string, unknown> {
-    return {
-      tenantId: this.#tenantId,
-      servicePrincipalId: this.#clientId,
-      credential: this.#auth.kind,
-      authorityHost: this.#authority,
-    }
+    return this.#fields
   }
 }
 
-const CREDENTIALS = ['servicePrincipalPassword', 'certificate', 'clientAssertion'] as const
-
 function clientAuthFrom(options: ServicePrincipalAuthenticationOptions): _ClientAuth {
   const given = CREDENTIALS.filter((k) => options[k] != null)
+  const [kind] = given
   if (given.length !== 1) {
-    throw new TypeError(
+    bad(
       `Pass exactly one client credential: ${CREDENTIALS.join(', ')} ` +
-        `(${given.length ? 'got ' + given.join(' and ') : 'none was given'})`,
+        `(${kind ? 'got ' + given.join(' and ') : 'none was given'})`,
     )
   }
-  const { certificate, clientAssertion } = options
-  if (given[0] === 'certificate') {
-    const auth = _certificates.get(certificate!)
-    if (!auth) {
-      throw new TypeError(
-        'certificate must be made by clientCertificate({ privateKey, certificate })',
-      )
-    }
-    return auth
-  }
-  if (given[0] === 'clientAssertion') {
-    if (typeof clientAssertion !== 'function') {
-      throw new TypeError('clientAssertion must be a function returning a JWT')
-    }
-    return _assertionAuth(clientAssertion!, 'clientAssertion')
-  }
-  return _secretAuth(_checkString(options.servicePrincipalPassword, CREDENTIALS[0]))
+  const value = options[kind!]
+  return kind === CREDENTIALS[1]
+    ? _certificates.get(value as ClientCertificate) ??
+      bad(CREDENTIALS[1] + ' must be made by clientCertificate()')
+    : kind === CREDENTIALS[2]
+    ? typeof value === 'function'
+      ? _assertionAuth(value as () => string, kind)
+      : bad(kind + ' must be a function')
+    : _secretAuth(_checkString(value, kind!))
 }
 
 /** A tenant GUID or domain that names one directory (not `common`, `organizations`...). */
 function directory(tenantId: unknown, option: string): string {
   const t = _checkTenantId(tenantId, option)
-  if (/^(common|organizations|consumers)$/i.test(t)) {
-    throw new TypeError(`${option} must name the app's directory (GUID or domain), not '${t}'`)
-  }
-  return t
+  return /^(common|organizations|consumers)$/i.test(t)
+    ? bad(`${option} must name one directory, not '${t}'`)
+    : t
 }
 
 /**
@@ -282,11 +263,7 @@ function directory(tenantId: unknown, option: string): string {
  */
 export function _checkAuthority(value: unknown, option: string): string {
   const href = _checkEndpoint(value, option)
-  if (/[?#]|\/oauth2(\/|$)/i.test(href)) {
-    throw new TypeError(
-      `${option} must be the authority host, e.g. https://login.microsoftonline.com (no token ` +
-        'endpoint, query or fragment)',
-    )
-  }
-  return href
+  return /[?#]|\/oauth2\b/i.test(href)
+    ? bad(option + ' must be the authority host (no token endpoint, query or fragment)')
+    : href
 }

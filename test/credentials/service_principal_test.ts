@@ -373,7 +373,7 @@ Deno.test('ServicePrincipalAuthentication() refuses a certificate not made by cl
   )
   assertStringIncludes(
     e.message,
-    'certificate must be made by clientCertificate({ privateKey, certificate })',
+    'certificate must be made by clientCertificate()',
   )
   assertHidden(e, [PEM_BODY_SAMPLE])
   assertThrows(
@@ -1041,8 +1041,7 @@ Deno.test('Entra refusals become AuthenticationError with AADSTS details and adv
       make: () => secretCredential(emu, { servicePrincipalPassword: 'wrong-secret-value' }),
       status: 401,
       code: 7000215,
-      advice:
-        "Check servicePrincipalPassword: use the secret's Value, not its ID; if it expired, create a new one",
+      advice: "Check servicePrincipalPassword: use the secret's Value, not its ID",
     },
     {
       name: 'unknown client',
@@ -1081,7 +1080,7 @@ Deno.test('Entra refusals become AuthenticationError with AADSTS details and adv
       scope: 'https://unknown.example.com/.default',
       status: 400,
       code: 500011,
-      advice: 'The resource is not available in this tenant',
+      advice: 'The resource is not in this tenant',
     },
   ]
   for (const c of cases) {
@@ -1112,7 +1111,7 @@ Deno.test('Entra refusals the emulator cannot produce (expired secret, certifica
     [
       7000222,
       'The provided client secret keys for app are expired.',
-      'The client secret has expired: create a new one',
+      'The client secret has expired: create a new servicePrincipalPassword',
       () => secretCredential(emu),
     ],
     [
@@ -1126,6 +1125,12 @@ Deno.test('Entra refusals the emulator cannot produce (expired secret, certifica
       'Client assertion is not within its valid time range.',
       'outside its valid time range',
       () => certCredential(emu),
+    ],
+    [
+      700025,
+      'Client is public so neither client_assertion nor client_secret should be presented.',
+      'This application is a public client: it must not send servicePrincipalPassword or certificate',
+      () => secretCredential(emu),
     ],
     [
       7000112,
