@@ -165,8 +165,8 @@ export async function sendRequest(ctx: HttpContext, req: HttpRequest): Promise<H
     headers['content-type'] = 'application/x-www-form-urlencoded;charset=utf-8'
   }
   const fail = (code: ErrorCode, message: string, options?: AmlAuthErrorOptions) =>
-    new AmlAuthError(code, message, options)
-  const aborted = () => fail('ERR_ABORTED', `The request to ${what} was aborted by the caller`)
+    new AmlAuthError(code, what + message, options)
+  const aborted = () => _aborted(what)
   // Back-off: exponential with jitter (half fixed, half random); the caller's signal ends it.
   const wait = async (ms: number) => {
     try {
@@ -185,7 +185,7 @@ export async function sendRequest(ctx: HttpContext, req: HttpRequest): Promise<H
     if (remaining <= 0) {
       throw fail(
         'ERR_TIMEOUT',
-        `${what} gave no usable answer within ${retry.totalTimeoutMs} ms (${attempt - 1} attempts)`,
+        `: no usable answer in ${retry.totalTimeoutMs} ms (${attempt - 1} tries)`,
       )
     }
     const attemptMs = Math.min(ctx.timeoutMs, remaining)
@@ -211,7 +211,7 @@ export async function sendRequest(ctx: HttpContext, req: HttpRequest): Promise<H
       const tooLarge = () =>
         fail(
           'ERR_RESPONSE_TOO_LARGE',
-          `The response of ${what} is larger than ${ctx.maxBodyBytes} bytes; check the endpoint`,
+          `: response over ${ctx.maxBodyBytes} bytes; check the endpoint`,
           { status: res.status },
         )
       if (Number(res.headers.get('content-length')) > ctx.maxBodyBytes) {
@@ -235,13 +235,11 @@ export async function sendRequest(ctx: HttpContext, req: HttpRequest): Promise<H
       const err = timedOut
         ? fail(
           'ERR_TIMEOUT',
-          `${what} did not answer within ${attemptMs} ms; check connectivity or raise timeoutMs`,
+          `: no answer in ${attemptMs} ms; check the network or raise timeoutMs`,
         )
         : fail(
           'ERR_NETWORK',
-          `Could not connect to ${what} at ${
-            originOf(req.url)
-          }; check the endpoint and the network`,
+          `: cannot connect to ${originOf(req.url)}; check the endpoint and the network`,
           {
             cause: e,
           },
@@ -297,4 +295,15 @@ export function _parseJsonObject(res: HttpResponse, what: string): Record<string
     `The response of ${what} (status ${res.status}) ${problem}`,
     { status: res.status },
   )
+}
+
+/**
+ * The `ERR_ABORTED` error for a caller's abort signal; shared by the HTTP layer and the token
+ * lookup so that the wording lives once.
+ *
+ * @param what what was aborted, e.g. `Microsoft Entra ID` or `The token request`
+ * @returns the error
+ */
+export function _aborted(what: string): AmlAuthError {
+  return new AmlAuthError('ERR_ABORTED', what + ': aborted by the caller')
 }

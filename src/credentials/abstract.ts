@@ -10,6 +10,7 @@ import { _scopeOf, type Cloud, type CloudName, resolveCloud } from '../clouds.ts
 import { type Env, resolveEnv } from '../env.ts'
 import { AmlAuthError } from '../errors.ts'
 import {
+  _aborted,
   _httpContext,
   _parseJsonObject,
   type FetchLike,
@@ -45,7 +46,7 @@ export interface CredentialOptions {
 /** Per-call options of `getToken`, the `@azure/core-auth` `GetTokenOptions` subset we honour. */
 export interface GetTokenOptions {
   /** Ends the wait for this caller at once (a shared request continues for the others). */
-  abortSignal?: AbortSignal
+  abortSignal?: AbortSignal | undefined
   /** Claims challenge (CAE): forces a new token carrying these claims. */
   claims?: string
   /** Another tenant to get the token from, where the credential allows it. */
@@ -211,7 +212,8 @@ export abstract class AbstractAuthentication {
    * @returns the header object
    */
   async getAzureMLAuthenticationHeader(): Promise<{ Authorization: string }> {
-    return { Authorization: bearer(await this.getTokenForAudience(Audience.AZUREML)) }
+    // getToken reads an audience name as that audience's scope.
+    return { Authorization: bearer(await this.getToken(Audience.AZUREML)) }
   }
 
   /**
@@ -235,19 +237,14 @@ export abstract class AbstractAuthentication {
     options: { abortSignal?: AbortSignal } = {},
   ): Promise<SubscriptionInfo[]> {
     const signal = options.abortSignal
+    const tokenOptions = { abortSignal: signal }
     const base = this.cloud.resourceManager.replace(/\/?$/, '/')
     const what = 'Azure Resource Manager'
     const out: SubscriptionInfo[] = []
-    let next: unknown = base + 'subscriptions?api-version=2022-12-01'
-    for (let page = 0; typeof next === 'string' && next; page++) {
-      const url = new URL(next, base)
-      if (url.origin !== new URL(base).origin || page >= 1000) {
-        throw new AmlAuthError(
-          'ERR_RESPONSE_INVALID',
-          `${what} sent a nextLink to another origin or over 1000 pages; check resourceManager`,
-        )
-      }
-      const token = (await this.getToken(undefined, signal && { abortSignal: signal })).token
+    let url = new URL('subscriptions?api-version=2022-12-01', base)
+    const origin = url.origin
+    for (let page = 1;; page++) {
+      const token = (await this.getToken(undefined, tokenOptions)).token
       const res = await sendRequest(this._http, {
         method: 'GET',
         url: url.href,
@@ -266,9 +263,16 @@ export abstract class AbstractAuthentication {
           ) as unknown as SubscriptionInfo,
         )
       }
-      next = body.nextLink
+      const next = body.nextLink
+      if (typeof next !== 'string' || !next) return out
+      url = new URL(next, base)
+      if (url.origin !== origin || page >= 1000) {
+        throw new AmlAuthError(
+          'ERR_RESPONSE_INVALID',
+          `${what}: nextLink to another origin or past 1000 pages; check resourceManager`,
+        )
+      }
     }
-    return out
   }
 
   /**
@@ -281,10 +285,9 @@ export abstract class AbstractAuthentication {
    */
   async fetch(input: string | URL | Request, init: SignedFetchInit = {}): Promise<Response> {
     const { audience, scopes, ...rest } = init
-    const signal = rest.signal ?? undefined
     const token =
       await (audience === undefined
-        ? this.getToken(scopes, signal && { abortSignal: signal })
+        ? this.getToken(scopes, { abortSignal: rest.signal ?? undefined })
         : this.getTokenForAudience(audience))
     const req = new Request(input, rest)
     req.headers.set('authorization', bearer(token))
@@ -341,7 +344,7 @@ export abstract class AbstractAuthentication {
     const now = this._http.now
     let p: Promise<AccessToken>
     try {
-      if (signal?.aborted) throw aborted()
+      if (signal?.aborted) throw _aborted(REQUEST)
       const partition = this.#part()
       const tenant = options.tenantId === undefined
         ? undefined
@@ -364,7 +367,7 @@ export abstract class AbstractAuthentication {
     // Lets one caller stop waiting without cancelling the request others share.
     return signal
       ? new Promise((resolve, reject) => {
-        const onAbort = () => reject(aborted())
+        const onAbort = () => reject(_aborted(REQUEST))
         signal.addEventListener('abort', onAbort, { once: true })
         p.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort))
       })
@@ -407,9 +410,7 @@ export function _switchTenant(
   )
 }
 
-function aborted(): AmlAuthError {
-  return new AmlAuthError('ERR_ABORTED', 'The token request was aborted by the caller')
-}
+const REQUEST = 'The token request'
 
 function bearer(t: AccessToken): string {
   return 'Bearer ' + t.token
