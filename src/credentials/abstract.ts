@@ -238,22 +238,24 @@ export abstract class AbstractAuthentication {
   ): Promise<SubscriptionInfo[]> {
     const signal = options.abortSignal
     const tokenOptions = { abortSignal: signal }
-    const base = this.cloud.resourceManager.replace(/\/?$/, '/')
+    // resolveCloud gives custom clouds a trailing slash; the built-in ones are bare origins or
+    // end in one: either way a relative path resolves under it.
+    const base = this.cloud.resourceManager
     const what = 'Azure Resource Manager'
     const out: SubscriptionInfo[] = []
     let url = new URL('subscriptions?api-version=2022-12-01', base)
     const origin = url.origin
     for (let page = 1;; page++) {
-      const token = (await this.getToken(undefined, tokenOptions)).token
+      const token = await this.getToken(undefined, tokenOptions)
       const res = await sendRequest(this._http, {
         method: 'GET',
         url: url.href,
-        headers: { authorization: 'Bearer ' + token },
+        headers: { authorization: bearer(token) },
         what,
         signal,
       })
       if (res.status !== 200) {
-        throw _authError(res, { what, now: this._http.now(), secrets: [token] })
+        throw _authError(res, { what, now: this._http.now(), secrets: [token.token] })
       }
       const body = _parseJsonObject(res, what)
       for (const s of Array.isArray(body.value) ? body.value : []) {
@@ -405,8 +407,7 @@ export function _switchTenant(
   if (configured === undefined || allowed.has('*') || allowed.has(t)) return tenantId
   throw new AmlAuthError(
     'ERR_TENANT_NOT_ALLOWED',
-    `This credential is not configured to get tokens for tenant '${tenantId}'; add it to ` +
-      `${allowedName} (or "*" to allow any tenant) to allow it`,
+    `Not allowed: tenant '${tenantId}'; add it to ${allowedName} (or "*" for any tenant)`,
   )
 }
 
