@@ -57,7 +57,7 @@ export function _refusal(
     request?: string
   } = {},
 ): AuthenticationError {
-  const clean = (v: string | undefined) => v === undefined ? v : _redact(v, opts.secrets ?? [])
+  const clean = (v: string | undefined) => _redact(v, opts.secrets)
   const error = clean(fields.error)
   const description = clean(fields.description)?.slice(0, 600)
   const m = description?.match(/AADSTS(\d+)/)
@@ -104,7 +104,7 @@ export function _authError(res: HttpResponse, opts: _ParseOptions): Authenticati
       : undefined,
     traceId: str(body.trace_id),
     correlationId: str(body.correlation_id),
-  }, { secrets: opts.secrets, advice: opts.advice, response: res.raw })
+  }, { ...opts, response: res.raw })
 }
 
 /** The first non-empty string among `values`. */
@@ -138,9 +138,7 @@ function invalid(what: string, problem: string, status?: number): AmlAuthError {
   return new AmlAuthError(
     'ERR_RESPONSE_INVALID',
     `Cannot read the response of ${what}: ${problem}`,
-    {
-      ...status && { status },
-    },
+    { status },
   )
 }
 
