@@ -87,11 +87,7 @@ export const AzureUSGovernment: Cloud = cloud(
   'https://ml.azure.us',
 )
 
-const CLOUDS: Readonly<Record<CloudName, Cloud>> = {
-  AzureCloud,
-  AzureChinaCloud,
-  AzureUSGovernment,
-}
+const CLOUDS: readonly Cloud[] = [AzureCloud, AzureChinaCloud, AzureUSGovernment]
 
 /**
  * Looks a built-in cloud up by name (case-insensitive).
@@ -107,10 +103,10 @@ const CLOUDS: Readonly<Record<CloudName, Cloud>> = {
  * ```
  */
 export function getCloud(name: string): Cloud {
-  const key = Object.keys(CLOUDS).find((k) => k.toLowerCase() === String(name).toLowerCase())
-  if (key) return CLOUDS[key as CloudName]
+  const found = CLOUDS.find((c) => c.name.toLowerCase() === String(name).toLowerCase())
+  if (found) return found
   throw new TypeError(
-    `Unknown cloud; use one of ${Object.keys(CLOUDS).join(', ')} or pass a Cloud object`,
+    `Unknown cloud; use one of ${CLOUDS.map((c) => c.name).join(', ')} or pass a Cloud object`,
   )
 }
 
