@@ -51,7 +51,8 @@ export function _isLoopback(hostname: string): boolean {
 export function _checkEndpoint(value: unknown, option: string, allowHttp = false): string {
   let url: URL
   try {
-    url = new URL(typeof value === 'string' || value instanceof URL ? value : '')
+    // URL() reads a string or a URL; anything else stringifies to something that is not one.
+    url = new URL(value as string)
   } catch {
     throw new TypeError(`${option} is not a valid URL`)
   }

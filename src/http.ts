@@ -279,8 +279,9 @@ export function _parseJsonObject(res: HttpResponse, what: string): Record<string
   const text = res.body.trim()
   let problem = 'has an empty body'
   if (text) {
-    problem = 'is an HTML page instead of JSON; check the endpoint URL'
-    if (!text.startsWith('<') && !res.headers.get('content-type')?.includes('text/html')) {
+    // An HTML page (a proxy's or a sign-in page) starts with '<'; JSON never does.
+    problem = 'is an HTML page; check the endpoint URL'
+    if (!text.startsWith('<')) {
       try {
         const value = JSON.parse(text)
         if (value && typeof value === 'object' && !Array.isArray(value)) return value
