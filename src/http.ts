@@ -166,13 +166,12 @@ export async function sendRequest(ctx: HttpContext, req: HttpRequest): Promise<H
   }
   const fail = (code: ErrorCode, message: string, options?: AmlAuthErrorOptions) =>
     new AmlAuthError(code, what + message, options)
-  const aborted = () => _aborted(what)
   // Back-off: exponential with jitter (half fixed, half random); the caller's signal ends it.
   const wait = async (ms: number) => {
     try {
       await ctx.sleep(ms, signal)
     } catch {
-      throw aborted()
+      throw _aborted(what)
     }
   }
   const backoff = (attempt: number) => {
@@ -180,7 +179,7 @@ export async function sendRequest(ctx: HttpContext, req: HttpRequest): Promise<H
     return exp / 2 + Math.random() * (exp / 2)
   }
   for (let attempt = 1;; attempt++) {
-    if (signal?.aborted) throw aborted()
+    if (signal?.aborted) throw _aborted(what)
     const remaining = retry.totalTimeoutMs - (ctx.now() - start)
     if (remaining <= 0) {
       throw fail(
@@ -231,7 +230,7 @@ export async function sendRequest(ctx: HttpContext, req: HttpRequest): Promise<H
       text = await new Blob(chunks).text()
     } catch (e) {
       if (e instanceof AmlAuthError) throw e
-      if (signal?.aborted) throw aborted()
+      if (signal?.aborted) throw _aborted(what)
       const err = timedOut
         ? fail(
           'ERR_TIMEOUT',
@@ -251,12 +250,13 @@ export async function sendRequest(ctx: HttpContext, req: HttpRequest): Promise<H
       clearTimeout(timer)
       signal?.removeEventListener('abort', onAbort)
     }
-    const state = { attempt, elapsedMs: ctx.now() - start, maxRetries: retry.maxRetries }
+    const elapsedMs = ctx.now() - start
+    const state = { attempt, elapsedMs, maxRetries: retry.maxRetries }
     // A wait past the deadline cannot end in success: hand back the refusal now.
     const delay = res.status >= 400 && (req.retryOn ?? _retryStandard)(res.status, state)
-      ? _retryAfterMs(res.headers, ctx.now()) ?? backoff(attempt)
+      ? _retryAfterMs(res.headers, start + elapsedMs) ?? backoff(attempt)
       : Infinity
-    if (ctx.now() - start + delay >= retry.totalTimeoutMs) {
+    if (elapsedMs + delay >= retry.totalTimeoutMs) {
       return { status: res.status, headers: res.headers, body: text, raw: res, attempts: attempt }
     }
     await wait(delay)

@@ -287,10 +287,10 @@ export abstract class AbstractAuthentication {
    */
   async fetch(input: string | URL | Request, init: SignedFetchInit = {}): Promise<Response> {
     const { audience, scopes, ...rest } = init
-    const token =
-      await (audience === undefined
-        ? this.getToken(scopes, { abortSignal: rest.signal ?? undefined })
-        : this.getTokenForAudience(audience))
+    const token = await this.getToken(
+      audience === undefined ? scopes : this._scopeForAudience(audience),
+      { abortSignal: rest.signal ?? undefined },
+    )
     const req = new Request(input, rest)
     req.headers.set('authorization', bearer(token))
     return await this._http.fetch(req)
@@ -320,8 +320,9 @@ export abstract class AbstractAuthentication {
 
   /** A description without secrets (also what `Deno.inspect` and `util.inspect` show). */
   toString(): string {
-    const fields = Object.entries(this.toJSON()).slice(1).filter(([, v]) => v !== undefined)
-    return `${this.constructor.name}(${fields.map(([k, v]) => `${k}=${v}`).join(', ')})`
+    const { type, ...fields } = this.toJSON()
+    const shown = Object.entries(fields).filter(([, v]) => v !== undefined)
+    return `${type}(${shown.map(([k, v]) => `${k}=${v}`).join(', ')})`
   }
 
   /** A JSON view without secrets. */
