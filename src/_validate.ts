@@ -32,7 +32,7 @@ export function _checkAllowedTenants(list: unknown, option: string): ReadonlySet
 
 /** Throws unless `value` is a non-empty string. */
 export function _checkString(value: unknown, option: string): string {
-  if (typeof value !== 'string' || value.trim() === '') {
+  if (typeof value !== 'string' || !value.trim()) {
     throw new TypeError(`${option} must be a non-empty string`)
   }
   return value
@@ -97,8 +97,8 @@ export function _checkKinds(
         ? typeof v === 'function'
         : kind === 'o'
         ? v && typeof v === 'object'
-        : typeof v === 'number' && (kind === '+' ? v > 0 : v >= 0) && v < Infinity &&
-          (kind !== '1' || v % 1 === 0))
+        : Number.isFinite(v) && (kind === '+' ? (v as number) > 0 : (v as number) >= 0) &&
+          (kind !== '1' || (v as number) % 1 === 0))
     ) {
       throw new (kind > '9' ? TypeError : RangeError)(`${prefix + k} must be ${WANT[kind]}`)
     }

@@ -115,7 +115,7 @@ export function getCloud(name: string): Cloud {
  * else `AzureCloud`. A custom cloud object is validated (https endpoints unless loopback).
  */
 export function resolveCloud(option: CloudName | Cloud | string | undefined, env: Env): Cloud {
-  if (option === undefined) option = env.AZUREML_CURRENT_CLOUD || 'AzureCloud'
+  option ??= env.AZUREML_CURRENT_CLOUD || 'AzureCloud'
   if (typeof option === 'string') return getCloud(option)
   if (!option || typeof option !== 'object') {
     throw new TypeError('cloud must be a cloud name or a Cloud object')

@@ -96,16 +96,16 @@ export interface HttpResponse {
 /** Default sleep: a timer that the signal cancels. */
 export function _sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
-    const onAbort = () => {
+    // Runs once: on the timer, or on the abort (which clears the timer).
+    const done = () => {
       clearTimeout(timer)
-      reject(signal!.reason)
+      signal?.removeEventListener('abort', done)
+      if (signal?.aborted) reject(signal.reason)
+      else resolve()
     }
-    const timer = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort)
-      resolve()
-    }, ms)
-    if (signal?.aborted) onAbort()
-    else signal?.addEventListener('abort', onAbort, { once: true })
+    const timer = setTimeout(done, ms)
+    if (signal?.aborted) done()
+    else signal?.addEventListener('abort', done)
   })
 }
 
