@@ -277,24 +277,36 @@ function originOf(url: string | URL): string {
  */
 export function _parseJsonObject(res: HttpResponse, what: string): Record<string, unknown> {
   const text = res.body.trim()
-  let problem = 'has an empty body'
+  let problem = 'an empty body'
   if (text) {
     // An HTML page (a proxy's or a sign-in page) starts with '<'; JSON never does.
-    problem = 'is an HTML page; check the endpoint URL'
+    problem = 'an HTML page; check the endpoint URL'
     if (!text.startsWith('<')) {
       try {
         const value = JSON.parse(text)
         if (value && typeof value === 'object' && !Array.isArray(value)) return value
-        problem = 'is not a JSON object'
+        problem = 'not a JSON object'
       } catch {
-        problem = 'is not valid JSON'
+        problem = 'not valid JSON'
       }
     }
   }
-  throw new AmlAuthError(
+  throw _invalidResponse(what, problem, res.status)
+}
+
+/**
+ * The `ERR_RESPONSE_INVALID` error: `what` answered, but not with something usable.
+ *
+ * @param what the service, e.g. `Microsoft Entra ID`
+ * @param problem what is wrong with the answer, and what to check
+ * @param status the response's status, when the answer had one
+ * @returns the error
+ */
+export function _invalidResponse(what: string, problem: string, status?: number): AmlAuthError {
+  return new AmlAuthError(
     'ERR_RESPONSE_INVALID',
-    `The response of ${what} (status ${res.status}) ${problem}`,
-    { status: res.status },
+    `${what} sent an unusable response${status ? ` (status ${status})` : ''}: ${problem}`,
+    { status },
   )
 }
 

@@ -3,8 +3,8 @@
 // typed error. Date-shaped `expires_on` values (managed identity, Azure CLI) are read by
 // `_parseExpiresOn` in `_expires_on.ts`, which only the credentials that meet them import.
 import { AccessToken } from './access_token.ts'
-import { _redact, AmlAuthError, AuthenticationError } from './errors.ts'
-import { _parseJsonObject, type HttpResponse } from './http.ts'
+import { _redact, AuthenticationError } from './errors.ts'
+import { _invalidResponse, _parseJsonObject, type HttpResponse } from './http.ts'
 
 /** What the parse step needs besides the response. */
 export interface _ParseOptions {
@@ -121,7 +121,7 @@ export function _parseTokenResponse(res: HttpResponse, opts: _ParseOptions): Acc
   const body = _parseJsonObject(res, opts.what)
   const token = body.access_token
   if (typeof token !== 'string' || token === '') {
-    throw invalid(
+    throw _invalidResponse(
       opts.what,
       'no access_token; check the endpoint',
       res.status,
@@ -131,14 +131,6 @@ export function _parseTokenResponse(res: HttpResponse, opts: _ParseOptions): Acc
     token,
     _parseExpiry(body, opts.now, opts.what, opts.expiresOn),
     _parseRefreshAfter(body, opts.now),
-  )
-}
-
-function invalid(what: string, problem: string, status?: number): AmlAuthError {
-  return new AmlAuthError(
-    'ERR_RESPONSE_INVALID',
-    `Cannot read the response of ${what}: ${problem}`,
-    { status },
   )
 }
 
@@ -155,12 +147,12 @@ export function _parseExpiry(
   const on = body.expires_on ?? body.expiresOn
   if (on !== undefined && on !== null && on !== '') {
     return parse(on) ?? (() => {
-      throw invalid(what, 'expires_on is not a number or date')
+      throw _invalidResponse(what, 'expires_on is not a number or date')
     })()
   }
   const inSec = _num(body.expires_in)
   if (inSec !== undefined) return Math.floor(nowMs / 1000) + inSec
-  throw invalid(what, 'it has neither expires_on nor expires_in')
+  throw _invalidResponse(what, 'neither expires_on nor expires_in')
 }
 
 /** A finite number, or a string of digits, as a number; else `undefined`. */

@@ -12,6 +12,7 @@ import { AmlAuthError } from '../errors.ts'
 import {
   _aborted,
   _httpContext,
+  _invalidResponse,
   _parseJsonObject,
   type FetchLike,
   type HttpContext,
@@ -269,9 +270,9 @@ export abstract class AbstractAuthentication {
       if (typeof next !== 'string' || !next) return out
       url = new URL(next, base)
       if (url.origin !== origin || page >= 1000) {
-        throw new AmlAuthError(
-          'ERR_RESPONSE_INVALID',
-          `${what}: nextLink to another origin or past 1000 pages; check resourceManager`,
+        throw _invalidResponse(
+          what,
+          'a nextLink to another origin or past 1000 pages; check resourceManager',
         )
       }
     }
