@@ -343,31 +343,27 @@ export abstract class AbstractAuthentication {
     return scopes.length ? _scopeKey(scopes) : this.#armScope
   }
 
-  #slow(key: string, options: GetTokenOptions = {}): Promise<AccessToken> {
+  // async: a throw here (bad tenant, aborted signal) becomes a rejection.
+  async #slow(key: string, options: GetTokenOptions = {}): Promise<AccessToken> {
     const { abortSignal: signal, claims } = options
     const now = this._http.now
-    let p: Promise<AccessToken>
-    try {
-      if (signal?.aborted) throw _aborted(REQUEST)
-      const partition = this.#part()
-      const tenant = options.tenantId === undefined
-        ? undefined
-        : this._resolveTenant(options.tenantId)
-      const request: TokenRequest = { scopes: key.split(' '), claims, tenantId: tenant }
-      const fullKey = (tenant === undefined ? '' : tenant + '|') + key
-      const load = () => this._requestToken(request)
-      // A claims challenge needs a new token; it then replaces the cached one for the scope.
-      const claimsKey = fullKey + '\0' + claims
-      p = claims === undefined
-        ? partition.get(fullKey, now, load)
-        : partition.get(claimsKey, now, load, true).then((t: AccessToken) => {
-          partition.delete(claimsKey)
-          partition.put(fullKey, t, now())
-          return t
-        })
-    } catch (e) {
-      return Promise.reject(e)
-    }
+    if (signal?.aborted) throw _aborted(REQUEST)
+    const partition = this.#part()
+    const tenant = options.tenantId === undefined
+      ? undefined
+      : this._resolveTenant(options.tenantId)
+    const request: TokenRequest = { scopes: key.split(' '), claims, tenantId: tenant }
+    const fullKey = (tenant === undefined ? '' : tenant + '|') + key
+    const load = () => this._requestToken(request)
+    // A claims challenge needs a new token; it then replaces the cached one for the scope.
+    const claimsKey = fullKey + '\0' + claims
+    const p = claims === undefined
+      ? partition.get(fullKey, now, load)
+      : partition.get(claimsKey, now, load, true).then((t: AccessToken) => {
+        partition.delete(claimsKey)
+        partition.put(fullKey, t, now())
+        return t
+      })
     // Lets one caller stop waiting without cancelling the request others share.
     return signal
       ? new Promise((resolve, reject) => {
