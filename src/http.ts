@@ -96,17 +96,29 @@ export interface HttpResponse {
 /** Default sleep: a timer that the signal cancels. */
 export function _sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
-    // Runs once: on the timer, or on the abort (which clears the timer).
+    // Runs on the timer or on the abort, whichever comes first; it stops the other.
     const done = () => {
       clearTimeout(timer)
-      signal?.removeEventListener('abort', done)
+      stop()
       if (signal?.aborted) reject(signal.reason)
       else resolve()
     }
     const timer = setTimeout(done, ms)
+    const stop = _onAbort(signal, done)
     if (signal?.aborted) done()
-    else signal?.addEventListener('abort', done)
   })
+}
+
+/**
+ * Calls `listener` once when `signal` aborts (never if it already has).
+ *
+ * @param signal the signal, if any
+ * @param listener what to run
+ * @returns a function that stops listening
+ */
+export function _onAbort(signal: AbortSignal | undefined, listener: () => void): () => void {
+  signal?.addEventListener('abort', listener, { once: true })
+  return () => signal?.removeEventListener('abort', listener)
 }
 
 /** Builds an {@linkcode HttpContext} from common credential options. */
@@ -194,8 +206,7 @@ export async function sendRequest(ctx: HttpContext, req: HttpRequest): Promise<H
       timedOut = true
       controller.abort()
     }, attemptMs)
-    const onAbort = () => controller.abort()
-    signal?.addEventListener('abort', onAbort, { once: true })
+    const stopListening = _onAbort(signal, () => controller.abort())
     let res: Response
     let text = ''
     try {
@@ -248,7 +259,7 @@ export async function sendRequest(ctx: HttpContext, req: HttpRequest): Promise<H
       continue
     } finally {
       clearTimeout(timer)
-      signal?.removeEventListener('abort', onAbort)
+      stopListening()
     }
     const elapsedMs = ctx.now() - start
     const state = { attempt, elapsedMs, maxRetries: retry.maxRetries }

@@ -109,7 +109,7 @@ export function _authError(res: HttpResponse, opts: _ParseOptions): Authenticati
 
 /** The first non-empty string among `values`. */
 function str(...values: unknown[]): string | undefined {
-  return values.find((v): v is string => typeof v === 'string' && v !== '')
+  return values.find((v): v is string => typeof v === 'string' && !!v)
 }
 
 /**
@@ -157,7 +157,8 @@ export function _parseExpiry(
 
 /** A finite number, or a string of digits, as a number; else `undefined`. */
 export function _num(v: unknown): number | undefined {
-  if (typeof v === 'number' && Number.isFinite(v)) return v
+  // Number.isFinite is false for anything that is not a number (no coercion).
+  if (Number.isFinite(v)) return v as number
   if (typeof v === 'string' && /^\s*\d+(\.\d+)?\s*$/.test(v)) return Number(v)
 }
 

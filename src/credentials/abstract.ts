@@ -13,6 +13,7 @@ import {
   _aborted,
   _httpContext,
   _invalidResponse,
+  _onAbort,
   _parseJsonObject,
   type FetchLike,
   type HttpContext,
@@ -367,9 +368,7 @@ export abstract class AbstractAuthentication {
     // Lets one caller stop waiting without cancelling the request others share.
     return signal
       ? new Promise((resolve, reject) => {
-        const onAbort = () => reject(_aborted(REQUEST))
-        signal.addEventListener('abort', onAbort, { once: true })
-        p.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort))
+        p.then(resolve, reject).finally(_onAbort(signal, () => reject(_aborted(REQUEST))))
       })
       : p
   }
