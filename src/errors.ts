@@ -89,7 +89,7 @@ export class CredentialUnavailableError extends AmlAuthError {
    * @param message what is missing, and what to do
    * @param options cause
    */
-  constructor(message: string, options: AmlAuthErrorOptions = {}) {
+  constructor(message: string, options?: AmlAuthErrorOptions) {
     super('ERR_CREDENTIAL_UNAVAILABLE', message, options)
     this.name = 'CredentialUnavailableError'
   }

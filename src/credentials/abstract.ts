@@ -239,7 +239,6 @@ export abstract class AbstractAuthentication {
     options: { abortSignal?: AbortSignal } = {},
   ): Promise<SubscriptionInfo[]> {
     const signal = options.abortSignal
-    const tokenOptions = { abortSignal: signal }
     // resolveCloud gives custom clouds a trailing slash; the built-in ones are bare origins or
     // end in one: either way a relative path resolves under it.
     const base = this.cloud.resourceManager
@@ -248,7 +247,7 @@ export abstract class AbstractAuthentication {
     let url = new URL('subscriptions?api-version=2022-12-01', base)
     const origin = url.origin
     for (let page = 1;; page++) {
-      const token = await this.getToken(undefined, tokenOptions)
+      const token = await this.getToken(undefined, options)
       const res = await sendRequest(this._http, {
         method: 'GET',
         url: url.href,
@@ -260,13 +259,12 @@ export abstract class AbstractAuthentication {
         throw _authError(res, { what, now: this._http.now(), secrets: [token.token] })
       }
       const body = _parseJsonObject(res, what)
-      for (const s of Array.isArray(body.value) ? body.value : []) {
-        out.push(
-          Object.fromEntries(
-            ['subscriptionId', 'displayName', 'tenantId'].map((k) => [k, String(s?.[k] ?? '')]),
-          ) as unknown as SubscriptionInfo,
-        )
-      }
+      const values: Record<string, unknown>[] = Array.isArray(body.value) ? body.value : []
+      out.push(...values.map((s) =>
+        Object.fromEntries(
+          ['subscriptionId', 'displayName', 'tenantId'].map((k) => [k, String(s?.[k] ?? '')]),
+        ) as unknown as SubscriptionInfo
+      ))
       const next = body.nextLink
       if (typeof next !== 'string' || !next) return out
       url = new URL(next, base)
