@@ -168,13 +168,14 @@ export async function sendRequest(ctx: HttpContext, req: HttpRequest): Promise<H
   const retry = { ...ctx.retry, ...req.retry }
   const { what, signal } = req
   const start = ctx.now()
-  const headers: Record<string, string> = { accept: 'application/json', ...req.headers }
   const body = req.form &&
     new URLSearchParams(
         Object.entries(req.form).filter((e): e is [string, string] => e[1] !== undefined),
       ) + ''
-  if (body !== undefined) {
-    headers['content-type'] = 'application/x-www-form-urlencoded;charset=utf-8'
+  const headers: Record<string, string> = {
+    accept: 'application/json',
+    ...body !== undefined && { 'content-type': 'application/x-www-form-urlencoded;charset=utf-8' },
+    ...req.headers,
   }
   const fail = (code: ErrorCode, message: string, options?: AmlAuthErrorOptions) =>
     new AmlAuthError(code, what + message, options)

@@ -165,7 +165,7 @@ export function _num(v: unknown): number | undefined {
 /** Epoch seconds from a number or digit string (read as ms when over 1e11), else `undefined`. */
 export function _epochSeconds(value: unknown): number | undefined {
   const n = _num(value)
-  return n !== undefined && n > 1e11 ? Math.floor(n / 1000) : n
+  return n && n > 1e11 ? Math.floor(n / 1000) : n
 }
 
 /** `refresh_in` (seconds from now) or `refresh_on` (epoch seconds) as epoch ms, if present. */
@@ -176,5 +176,5 @@ export function _parseRefreshAfter(
   const inSec = _num(body.refresh_in)
   if (inSec !== undefined) return nowMs + inSec * 1000
   const on = _num(body.refresh_on)
-  return on !== undefined ? on * 1000 : undefined
+  return on && on * 1000 // undefined stays undefined, 0 stays 0
 }
