@@ -142,7 +142,8 @@ export class _Partition {
 
   #entry(key: string): Entry {
     let e = this.#entries.get(key)
-    if (!e) this.#entries.set(key, e = { refreshAt: 0, hardAt: 0, nextTry: 0 })
+    // An empty entry: its times are read only once it holds a token, and store() sets them.
+    if (!e) this.#entries.set(key, e = {} as Entry)
     return e
   }
 
