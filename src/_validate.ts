@@ -21,12 +21,12 @@ export function _checkTenantId(tenantId: unknown, option = 'tenantId'): string {
  * Returns them lower-cased, as a set.
  */
 export function _checkAllowedTenants(list: unknown, option: string): ReadonlySet<string> {
-  if (list === undefined) return new Set()
-  if (!Array.isArray(list)) {
+  if (list !== undefined && !Array.isArray(list)) {
     throw new TypeError(`${option} must be an array of tenant ids (or "*")`)
   }
+  // new Set(undefined) is empty.
   return new Set(
-    list.map((t, i) => t === '*' ? '*' : _checkTenantId(t, `${option}[${i}]`).toLowerCase()),
+    list?.map((t, i) => t === '*' ? '*' : _checkTenantId(t, `${option}[${i}]`).toLowerCase()),
   )
 }
 

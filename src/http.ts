@@ -155,7 +155,7 @@ export function _retryAfterMs(headers: Headers, nowMs: number): number | undefin
     const v = headers.get(name)?.trim()
     if (v && /^\d+(\.\d+)?$/.test(v)) return Number(v) * (i > 1 ? 1000 : 1)
   }
-  const date = Date.parse(headers.get('retry-after') ?? '')
+  const date = Date.parse(headers.get('retry-after') as string) // NaN for null too
   return Number.isNaN(date) ? undefined : Math.max(0, date - nowMs)
 }
 

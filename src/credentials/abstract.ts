@@ -293,7 +293,7 @@ export abstract class AbstractAuthentication {
     )
     const req = new Request(input, rest)
     req.headers.set('authorization', bearer(token))
-    return await this._http.fetch(req)
+    return this._http.fetch(req)
   }
 
   /** Forgets every cached token of this credential (its token source changed). */
