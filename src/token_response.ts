@@ -120,7 +120,7 @@ export function _parseTokenResponse(res: HttpResponse, opts: _ParseOptions): Acc
   if (res.status < 200 || res.status >= 300) throw _authError(res, opts)
   const body = _parseJsonObject(res, opts.what)
   const token = body.access_token
-  if (typeof token !== 'string' || token === '') {
+  if (typeof token !== 'string' || !token) {
     throw _invalidResponse(
       opts.what,
       'no access_token; check the endpoint',

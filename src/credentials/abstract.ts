@@ -342,7 +342,8 @@ export abstract class AbstractAuthentication {
     return scopes.length ? _scopeKey(scopes) : this.#armScope
   }
 
-  // async: a throw here (bad tenant, aborted signal) becomes a rejection.
+  // async so that a throw here (bad tenant, aborted signal) becomes a rejection; nothing to await.
+  // deno-lint-ignore require-await
   async #slow(key: string, options: GetTokenOptions = {}): Promise<AccessToken> {
     const { abortSignal: signal, claims } = options
     const now = this._http.now
@@ -351,9 +352,8 @@ export abstract class AbstractAuthentication {
     const tenant = options.tenantId === undefined
       ? undefined
       : this._resolveTenant(options.tenantId)
-    const request: TokenRequest = { scopes: key.split(' '), claims, tenantId: tenant }
     const fullKey = (tenant === undefined ? '' : tenant + '|') + key
-    const load = () => this._requestToken(request)
+    const load = () => this._requestToken({ scopes: key.split(' '), claims, tenantId: tenant })
     // A claims challenge needs a new token; it then replaces the cached one for the scope.
     const claimsKey = fullKey + '\0' + claims
     const p = claims === undefined
