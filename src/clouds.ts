@@ -106,7 +106,7 @@ export function getCloud(name: string): Cloud {
   const found = CLOUDS.find((c) => c.name.toLowerCase() === String(name).toLowerCase())
   if (found) return found
   throw new TypeError(
-    `Unknown cloud; use one of ${CLOUDS.map((c) => c.name).join(', ')} or pass a Cloud object`,
+    `Unknown cloud; use ${CLOUDS.map((c) => c.name).join(', ')} or a Cloud object`,
   )
 }
 

@@ -250,7 +250,7 @@ export async function sendRequest(ctx: HttpContext, req: HttpRequest): Promise<H
         )
         : fail(
           'ERR_NETWORK',
-          `: cannot connect to ${originOf(req.url)}; check the endpoint and the network`,
+          `: cannot connect to ${originOf(req.url)}; check the endpoint and network`,
           {
             cause: e,
           },

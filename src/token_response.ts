@@ -62,7 +62,8 @@ export function _refusal(
   const description = clean(fields.description)?.slice(0, 600)
   const m = description?.match(/AADSTS(\d+)/)
   const codes = fields.errorCodes ? [...fields.errorCodes] : m ? [Number(m[1])] : []
-  const firstLine = description?.split(/\r?\n/)[0]?.replace(/\.+$/, '')
+  // `.` matches no line break: this is the first line.
+  const firstLine = description?.match(/.*/)![0].replace(/\.+$/, '')
   const advice = opts.advice?.(codes, error)
   const inParens = [status && `status ${status}`, error].filter(Boolean).join(', ')
   return new AuthenticationError(
