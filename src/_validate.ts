@@ -21,18 +21,18 @@ export function _checkTenantId(tenantId: unknown, option = 'tenantId'): string {
  * Returns them lower-cased, as a set.
  */
 export function _checkAllowedTenants(list: unknown, option: string): ReadonlySet<string> {
-  if (list === undefined) return new Set()
-  if (!Array.isArray(list)) {
+  if (list !== undefined && !Array.isArray(list)) {
     throw new TypeError(`${option} must be an array of tenant ids (or "*")`)
   }
+  // new Set(undefined) is empty.
   return new Set(
-    list.map((t, i) => t === '*' ? '*' : _checkTenantId(t, `${option}[${i}]`).toLowerCase()),
+    list?.map((t, i) => t === '*' ? '*' : _checkTenantId(t, `${option}[${i}]`).toLowerCase()),
   )
 }
 
 /** Throws unless `value` is a non-empty string. */
 export function _checkString(value: unknown, option: string): string {
-  if (typeof value !== 'string' || value.trim() === '') {
+  if (typeof value !== 'string' || !value.trim()) {
     throw new TypeError(`${option} must be a non-empty string`)
   }
   return value
@@ -51,7 +51,8 @@ export function _isLoopback(hostname: string): boolean {
 export function _checkEndpoint(value: unknown, option: string, allowHttp = false): string {
   let url: URL
   try {
-    url = new URL(typeof value === 'string' || value instanceof URL ? value : '')
+    // URL() reads a string or a URL; anything else stringifies to something that is not one.
+    url = new URL(value as string)
   } catch {
     throw new TypeError(`${option} is not a valid URL`)
   }
@@ -96,8 +97,8 @@ export function _checkKinds(
         ? typeof v === 'function'
         : kind === 'o'
         ? v && typeof v === 'object'
-        : typeof v === 'number' && (kind === '+' ? v > 0 : v >= 0) && v < Infinity &&
-          (kind !== '1' || v % 1 === 0))
+        : Number.isFinite(v) && (kind === '+' ? (v as number) > 0 : (v as number) >= 0) &&
+          (kind !== '1' || (v as number) % 1 === 0))
     ) {
       throw new (kind > '9' ? TypeError : RangeError)(`${prefix + k} must be ${WANT[kind]}`)
     }

@@ -87,11 +87,7 @@ export const AzureUSGovernment: Cloud = cloud(
   'https://ml.azure.us',
 )
 
-const CLOUDS: Readonly<Record<CloudName, Cloud>> = {
-  AzureCloud,
-  AzureChinaCloud,
-  AzureUSGovernment,
-}
+const CLOUDS: readonly Cloud[] = [AzureCloud, AzureChinaCloud, AzureUSGovernment]
 
 /**
  * Looks a built-in cloud up by name (case-insensitive).
@@ -107,10 +103,10 @@ const CLOUDS: Readonly<Record<CloudName, Cloud>> = {
  * ```
  */
 export function getCloud(name: string): Cloud {
-  const key = Object.keys(CLOUDS).find((k) => k.toLowerCase() === String(name).toLowerCase())
-  if (key) return CLOUDS[key as CloudName]
+  const found = CLOUDS.find((c) => c.name.toLowerCase() === String(name).toLowerCase())
+  if (found) return found
   throw new TypeError(
-    `Unknown cloud; use one of ${Object.keys(CLOUDS).join(', ')} or pass a Cloud object`,
+    `Unknown cloud; use ${CLOUDS.map((c) => c.name).join(', ')} or a Cloud object`,
   )
 }
 
@@ -119,7 +115,7 @@ export function getCloud(name: string): Cloud {
  * else `AzureCloud`. A custom cloud object is validated (https endpoints unless loopback).
  */
 export function resolveCloud(option: CloudName | Cloud | string | undefined, env: Env): Cloud {
-  if (option === undefined) option = env.AZUREML_CURRENT_CLOUD || 'AzureCloud'
+  option ??= env.AZUREML_CURRENT_CLOUD || 'AzureCloud'
   if (typeof option === 'string') return getCloud(option)
   if (!option || typeof option !== 'object') {
     throw new TypeError('cloud must be a cloud name or a Cloud object')

@@ -39,7 +39,8 @@ export function _deno(): DenoLike | undefined {
  * environment where that global exists, else an empty record (Workers, browsers: pass `env`).
  */
 export function runtimeEnv(): Env {
-  const d = _deno()
+  const g = globalThis as { Deno?: DenoLike; process?: { env?: Env } }
+  const d = g.Deno
   try {
     if (d) {
       return d.permissions?.querySync?.({ name: 'env' }).state === 'granted' ? d.env.toObject() : {}
@@ -47,7 +48,7 @@ export function runtimeEnv(): Env {
   } catch {
     return {}
   }
-  return { ...(globalThis as { process?: { env?: Env } }).process?.env }
+  return { ...g.process?.env }
 }
 
 /** The `env` option if given, else {@linkcode runtimeEnv}. */

@@ -26,7 +26,7 @@ export interface AmlAuthErrorOptions {
   /** The underlying error. Only errors that hold no secret are ever attached. */
   cause?: unknown
   /** HTTP status of the response that caused the error, when there was one. */
-  status?: number
+  status?: number | undefined
 }
 
 /**
@@ -89,7 +89,7 @@ export class CredentialUnavailableError extends AmlAuthError {
    * @param message what is missing, and what to do
    * @param options cause
    */
-  constructor(message: string, options: AmlAuthErrorOptions = {}) {
+  constructor(message: string, options?: AmlAuthErrorOptions) {
     super('ERR_CREDENTIAL_UNAVAILABLE', message, options)
     this.name = 'CredentialUnavailableError'
   }
@@ -149,7 +149,8 @@ export class AuthenticationError extends AmlAuthError {
    * @param details the service's error fields
    */
   constructor(message: string, details: AuthenticationErrorDetails) {
-    super('ERR_AUTHENTICATION', message, { status: details.status })
+    // details has no `cause`: Error reads nothing else from it, AmlAuthError only `status`.
+    super('ERR_AUTHENTICATION', message, details)
     this.name = 'AuthenticationError'
     Object.assign(this, details)
     Object.defineProperty(this, 'response', { value: details.response, enumerable: false })
@@ -160,10 +161,18 @@ export class AuthenticationError extends AmlAuthError {
  * Removes every occurrence of the given secrets from a text that came from a server, so that a
  * service echoing a credential back cannot carry it into an error message.
  */
-export function _redact(text: string, secrets: readonly (string | undefined)[]): string {
+export function _redact(text: string, secrets?: readonly (string | undefined)[]): string
+export function _redact(
+  text: string | undefined,
+  secrets?: readonly (string | undefined)[],
+): string | undefined
+export function _redact(
+  text: string | undefined,
+  secrets: readonly (string | undefined)[] = [],
+): string | undefined {
   // Values under 4 characters are left alone: scrubbing them would garble the text for nothing.
-  return secrets.reduce<string>(
-    (t, s) => s && s.length >= 4 ? t.replaceAll(s, '[redacted]') : t,
+  return secrets.reduce(
+    (t, s) => t && s && s.length >= 4 ? t.replaceAll(s, '[redacted]') : t,
     text,
   )
 }

@@ -96,17 +96,29 @@ export interface HttpResponse {
 /** Default sleep: a timer that the signal cancels. */
 export function _sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
-    const onAbort = () => {
+    // Runs on the timer or on the abort, whichever comes first; it stops the other.
+    const done = () => {
       clearTimeout(timer)
-      reject(signal!.reason)
+      stop()
+      if (signal?.aborted) reject(signal.reason)
+      else resolve()
     }
-    const timer = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort)
-      resolve()
-    }, ms)
-    if (signal?.aborted) onAbort()
-    else signal?.addEventListener('abort', onAbort, { once: true })
+    const timer = setTimeout(done, ms)
+    const stop = _onAbort(signal, done)
+    if (signal?.aborted) done()
   })
+}
+
+/**
+ * Calls `listener` once when `signal` aborts (never if it already has).
+ *
+ * @param signal the signal, if any
+ * @param listener what to run
+ * @returns a function that stops listening
+ */
+export function _onAbort(signal: AbortSignal | undefined, listener: () => void): () => void {
+  signal?.addEventListener('abort', listener, { once: true })
+  return () => signal?.removeEventListener('abort', listener)
 }
 
 /** Builds an {@linkcode HttpContext} from common credential options. */
@@ -143,7 +155,7 @@ export function _retryAfterMs(headers: Headers, nowMs: number): number | undefin
     const v = headers.get(name)?.trim()
     if (v && /^\d+(\.\d+)?$/.test(v)) return Number(v) * (i > 1 ? 1000 : 1)
   }
-  const date = Date.parse(headers.get('retry-after') ?? '')
+  const date = Date.parse(headers.get('retry-after') as string) // NaN for null too
   return Number.isNaN(date) ? undefined : Math.max(0, date - nowMs)
 }
 
@@ -156,23 +168,23 @@ export async function sendRequest(ctx: HttpContext, req: HttpRequest): Promise<H
   const retry = { ...ctx.retry, ...req.retry }
   const { what, signal } = req
   const start = ctx.now()
-  const headers: Record<string, string> = { accept: 'application/json', ...req.headers }
   const body = req.form &&
     new URLSearchParams(
         Object.entries(req.form).filter((e): e is [string, string] => e[1] !== undefined),
       ) + ''
-  if (body !== undefined) {
-    headers['content-type'] = 'application/x-www-form-urlencoded;charset=utf-8'
+  const headers: Record<string, string> = {
+    accept: 'application/json',
+    ...body !== undefined && { 'content-type': 'application/x-www-form-urlencoded;charset=utf-8' },
+    ...req.headers,
   }
   const fail = (code: ErrorCode, message: string, options?: AmlAuthErrorOptions) =>
-    new AmlAuthError(code, message, options)
-  const aborted = () => fail('ERR_ABORTED', `The request to ${what} was aborted by the caller`)
+    new AmlAuthError(code, what + message, options)
   // Back-off: exponential with jitter (half fixed, half random); the caller's signal ends it.
   const wait = async (ms: number) => {
     try {
       await ctx.sleep(ms, signal)
     } catch {
-      throw aborted()
+      throw _aborted(what)
     }
   }
   const backoff = (attempt: number) => {
@@ -180,12 +192,12 @@ export async function sendRequest(ctx: HttpContext, req: HttpRequest): Promise<H
     return exp / 2 + Math.random() * (exp / 2)
   }
   for (let attempt = 1;; attempt++) {
-    if (signal?.aborted) throw aborted()
+    if (signal?.aborted) throw _aborted(what)
     const remaining = retry.totalTimeoutMs - (ctx.now() - start)
     if (remaining <= 0) {
       throw fail(
         'ERR_TIMEOUT',
-        `${what} gave no usable answer within ${retry.totalTimeoutMs} ms (${attempt - 1} attempts)`,
+        `: no usable answer in ${retry.totalTimeoutMs} ms (${attempt - 1} tries)`,
       )
     }
     const attemptMs = Math.min(ctx.timeoutMs, remaining)
@@ -195,8 +207,7 @@ export async function sendRequest(ctx: HttpContext, req: HttpRequest): Promise<H
       timedOut = true
       controller.abort()
     }, attemptMs)
-    const onAbort = () => controller.abort()
-    signal?.addEventListener('abort', onAbort, { once: true })
+    const stopListening = _onAbort(signal, () => controller.abort())
     let res: Response
     let text = ''
     try {
@@ -211,7 +222,7 @@ export async function sendRequest(ctx: HttpContext, req: HttpRequest): Promise<H
       const tooLarge = () =>
         fail(
           'ERR_RESPONSE_TOO_LARGE',
-          `The response of ${what} is larger than ${ctx.maxBodyBytes} bytes; check the endpoint`,
+          `: response over ${ctx.maxBodyBytes} bytes; check the endpoint`,
           { status: res.status },
         )
       if (Number(res.headers.get('content-length')) > ctx.maxBodyBytes) {
@@ -231,17 +242,15 @@ export async function sendRequest(ctx: HttpContext, req: HttpRequest): Promise<H
       text = await new Blob(chunks).text()
     } catch (e) {
       if (e instanceof AmlAuthError) throw e
-      if (signal?.aborted) throw aborted()
+      if (signal?.aborted) throw _aborted(what)
       const err = timedOut
         ? fail(
           'ERR_TIMEOUT',
-          `${what} did not answer within ${attemptMs} ms; check connectivity or raise timeoutMs`,
+          `: no answer in ${attemptMs} ms; check the network or raise timeoutMs`,
         )
         : fail(
           'ERR_NETWORK',
-          `Could not connect to ${what} at ${
-            originOf(req.url)
-          }; check the endpoint and the network`,
+          `: cannot connect to ${originOf(req.url)}; check the endpoint and network`,
           {
             cause: e,
           },
@@ -251,14 +260,15 @@ export async function sendRequest(ctx: HttpContext, req: HttpRequest): Promise<H
       continue
     } finally {
       clearTimeout(timer)
-      signal?.removeEventListener('abort', onAbort)
+      stopListening()
     }
-    const state = { attempt, elapsedMs: ctx.now() - start, maxRetries: retry.maxRetries }
+    const elapsedMs = ctx.now() - start
+    const state = { attempt, elapsedMs, maxRetries: retry.maxRetries }
     // A wait past the deadline cannot end in success: hand back the refusal now.
     const delay = res.status >= 400 && (req.retryOn ?? _retryStandard)(res.status, state)
-      ? _retryAfterMs(res.headers, ctx.now()) ?? backoff(attempt)
+      ? _retryAfterMs(res.headers, start + elapsedMs) ?? backoff(attempt)
       : Infinity
-    if (ctx.now() - start + delay >= retry.totalTimeoutMs) {
+    if (elapsedMs + delay >= retry.totalTimeoutMs) {
       return { status: res.status, headers: res.headers, body: text, raw: res, attempts: attempt }
     }
     await wait(delay)
@@ -279,22 +289,46 @@ function originOf(url: string | URL): string {
  */
 export function _parseJsonObject(res: HttpResponse, what: string): Record<string, unknown> {
   const text = res.body.trim()
-  let problem = 'has an empty body'
+  let problem = 'an empty body'
   if (text) {
-    problem = 'is an HTML page instead of JSON; check the endpoint URL'
-    if (!text.startsWith('<') && !res.headers.get('content-type')?.includes('text/html')) {
+    // An HTML page (a proxy's or a sign-in page) starts with '<'; JSON never does.
+    problem = 'an HTML page; check the endpoint URL'
+    if (!text.startsWith('<')) {
       try {
         const value = JSON.parse(text)
         if (value && typeof value === 'object' && !Array.isArray(value)) return value
-        problem = 'is not a JSON object'
+        problem = 'not a JSON object'
       } catch {
-        problem = 'is not valid JSON'
+        problem = 'not valid JSON'
       }
     }
   }
-  throw new AmlAuthError(
+  throw _invalidResponse(what, problem, res.status)
+}
+
+/**
+ * The `ERR_RESPONSE_INVALID` error: `what` answered, but not with something usable.
+ *
+ * @param what the service, e.g. `Microsoft Entra ID`
+ * @param problem what is wrong with the answer, and what to check
+ * @param status the response's status, when the answer had one
+ * @returns the error
+ */
+export function _invalidResponse(what: string, problem: string, status?: number): AmlAuthError {
+  return new AmlAuthError(
     'ERR_RESPONSE_INVALID',
-    `The response of ${what} (status ${res.status}) ${problem}`,
-    { status: res.status },
+    `${what} sent an unusable response${status ? ` (status ${status})` : ''}: ${problem}`,
+    { status },
   )
+}
+
+/**
+ * The `ERR_ABORTED` error for a caller's abort signal; shared by the HTTP layer and the token
+ * lookup so that the wording lives once.
+ *
+ * @param what what was aborted, e.g. `Microsoft Entra ID` or `The token request`
+ * @returns the error
+ */
+export function _aborted(what: string): AmlAuthError {
+  return new AmlAuthError('ERR_ABORTED', what + ': aborted by the caller')
 }

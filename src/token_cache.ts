@@ -59,9 +59,13 @@ export type _Tier = (
   useStore: boolean,
 ) => Promise<AccessToken>
 
+// Entry keys are short on purpose: the cache ships in every bundle, and property names are not
+// minified.
 interface Entry {
-  resolved?: Promise<AccessToken>
-  inflight?: Promise<AccessToken> | undefined
+  /** The current token, resolved. */
+  ready?: Promise<AccessToken>
+  /** The request in flight, if any. */
+  busy?: Promise<AccessToken> | undefined
   refreshAt: number
   hardAt: number
   nextTry: number
@@ -93,7 +97,7 @@ export class _Partition {
   /** The hot path: the cached promise if the token is before its refresh point, else undefined. */
   hit(key: string, now: number): Promise<AccessToken> | undefined {
     const e = this.#entries.get(key)
-    return e && now < e.refreshAt ? e.resolved : undefined
+    return e && now < e.refreshAt ? e.ready : undefined
   }
 
   /**
@@ -102,18 +106,18 @@ export class _Partition {
    */
   get(key: string, now: () => number, load: _Loader, force = false): Promise<AccessToken> {
     const e = this.#entry(key)
-    if (!force && e.resolved) {
+    if (!force && e.ready) {
       const t = now()
-      if (t < e.refreshAt) return e.resolved
+      if (t < e.refreshAt) return e.ready
       if (t < e.hardAt) {
         // Background refresh: callers keep the valid token; a failure waits 30 s to retry.
-        if (!e.inflight && t >= e.nextTry) {
+        if (!e.busy && t >= e.nextTry) {
           this.#start(e, key, now, load, false).catch(() => e.nextTry = now() + 30_000)
         }
-        return e.resolved
+        return e.ready
       }
     }
-    return e.inflight ?? this.#start(e, key, now, load, !force)
+    return e.busy ?? this.#start(e, key, now, load, !force)
   }
 
   /** Stores a token obtained elsewhere (e.g. the answer to a claims challenge). */
@@ -138,7 +142,8 @@ export class _Partition {
 
   #entry(key: string): Entry {
     let e = this.#entries.get(key)
-    if (!e) this.#entries.set(key, e = { refreshAt: 0, hardAt: 0, nextTry: 0 })
+    // An empty entry: its times are read only once it holds a token, and store() sets them.
+    if (!e) this.#entries.set(key, e = {} as Entry)
     return e
   }
 
@@ -151,7 +156,7 @@ export class _Partition {
   ): Promise<AccessToken> {
     const tier = this.#tier
     const done = () => {
-      if (e.inflight === p) e.inflight = undefined
+      if (e.busy === p) e.busy = undefined
     }
     const p: Promise<AccessToken> =
       (async () =>
@@ -164,38 +169,38 @@ export class _Partition {
           done()
           throw err
         })
-    return e.inflight = p
+    return e.busy = p
   }
 }
 
 function store(e: Entry, token: AccessToken, now: number): void {
-  Object.assign(e, _refreshPoints(token, now), { resolved: Promise.resolve(token), nextTry: 0 })
+  Object.assign(e, _refreshPoints(token, now), { ready: Promise.resolve(token), nextTry: 0 })
 }
 
 /** Implementation behind {@linkcode TokenCache}. */
 export class _Cache implements TokenCache {
   /** One partition per credential identity; partitions are emptied in place, never replaced. */
-  readonly partitions = new Map<string, _Partition>()
+  readonly #partitions = new Map<string, _Partition>()
   /** The shared second tier, if any. */
-  declare readonly tier: _Tier | undefined
+  readonly #tier: _Tier | undefined
 
   constructor(tier?: _Tier) {
-    this.tier = tier
+    this.#tier = tier
   }
 
   get size(): number {
     let n = 0
-    for (const p of this.partitions.values()) n += p.size
+    for (const p of this.#partitions.values()) n += p.size
     return n
   }
 
   clear(): void {
-    for (const p of this.partitions.values()) p.clear()
+    for (const p of this.#partitions.values()) p.clear()
   }
 
   /** Forgets every entry of one credential identity. */
   drop(identity: string): void {
-    this.partitions.get(identity)?.clear()
+    this.#partitions.get(identity)?.clear()
   }
 
   /** The size only: identities name clients and fingerprint their secrets. */
@@ -210,8 +215,8 @@ export class _Cache implements TokenCache {
 
   /** The partition for one credential identity. */
   partition(identity: string): _Partition {
-    let p = this.partitions.get(identity)
-    if (!p) this.partitions.set(identity, p = new _Partition(this.tier, identity))
+    let p = this.#partitions.get(identity)
+    if (!p) this.#partitions.set(identity, p = new _Partition(this.#tier, identity))
     return p
   }
 }

@@ -3,8 +3,8 @@
 // typed error. Date-shaped `expires_on` values (managed identity, Azure CLI) are read by
 // `_parseExpiresOn` in `_expires_on.ts`, which only the credentials that meet them import.
 import { AccessToken } from './access_token.ts'
-import { _redact, AmlAuthError, AuthenticationError } from './errors.ts'
-import { _parseJsonObject, type HttpResponse } from './http.ts'
+import { _redact, AuthenticationError } from './errors.ts'
+import { _invalidResponse, _parseJsonObject, type HttpResponse } from './http.ts'
 
 /** What the parse step needs besides the response. */
 export interface _ParseOptions {
@@ -57,12 +57,13 @@ export function _refusal(
     request?: string
   } = {},
 ): AuthenticationError {
-  const clean = (v: string | undefined) => v === undefined ? v : _redact(v, opts.secrets ?? [])
+  const clean = (v: string | undefined) => _redact(v, opts.secrets)
   const error = clean(fields.error)
   const description = clean(fields.description)?.slice(0, 600)
   const m = description?.match(/AADSTS(\d+)/)
   const codes = fields.errorCodes ? [...fields.errorCodes] : m ? [Number(m[1])] : []
-  const firstLine = description?.split(/\r?\n/)[0]?.replace(/\.+$/, '')
+  // `.` matches no line break: this is the first line.
+  const firstLine = description?.match(/.*/)![0].replace(/\.+$/, '')
   const advice = opts.advice?.(codes, error)
   const inParens = [status && `status ${status}`, error].filter(Boolean).join(', ')
   return new AuthenticationError(
@@ -104,12 +105,12 @@ export function _authError(res: HttpResponse, opts: _ParseOptions): Authenticati
       : undefined,
     traceId: str(body.trace_id),
     correlationId: str(body.correlation_id),
-  }, { secrets: opts.secrets, advice: opts.advice, response: res.raw })
+  }, { ...opts, response: res.raw })
 }
 
 /** The first non-empty string among `values`. */
 function str(...values: unknown[]): string | undefined {
-  return values.find((v): v is string => typeof v === 'string' && v !== '')
+  return values.find((v): v is string => typeof v === 'string' && !!v)
 }
 
 /**
@@ -120,8 +121,8 @@ export function _parseTokenResponse(res: HttpResponse, opts: _ParseOptions): Acc
   if (res.status < 200 || res.status >= 300) throw _authError(res, opts)
   const body = _parseJsonObject(res, opts.what)
   const token = body.access_token
-  if (typeof token !== 'string' || token === '') {
-    throw invalid(
+  if (typeof token !== 'string' || !token) {
+    throw _invalidResponse(
       opts.what,
       'no access_token; check the endpoint',
       res.status,
@@ -131,16 +132,6 @@ export function _parseTokenResponse(res: HttpResponse, opts: _ParseOptions): Acc
     token,
     _parseExpiry(body, opts.now, opts.what, opts.expiresOn),
     _parseRefreshAfter(body, opts.now),
-  )
-}
-
-function invalid(what: string, problem: string, status?: number): AmlAuthError {
-  return new AmlAuthError(
-    'ERR_RESPONSE_INVALID',
-    `Cannot read the response of ${what}: ${problem}`,
-    {
-      ...status && { status },
-    },
   )
 }
 
@@ -157,24 +148,25 @@ export function _parseExpiry(
   const on = body.expires_on ?? body.expiresOn
   if (on !== undefined && on !== null && on !== '') {
     return parse(on) ?? (() => {
-      throw invalid(what, 'expires_on is not a number or date')
+      throw _invalidResponse(what, 'expires_on is not a number or date')
     })()
   }
   const inSec = _num(body.expires_in)
   if (inSec !== undefined) return Math.floor(nowMs / 1000) + inSec
-  throw invalid(what, 'it has neither expires_on nor expires_in')
+  throw _invalidResponse(what, 'neither expires_on nor expires_in')
 }
 
 /** A finite number, or a string of digits, as a number; else `undefined`. */
 export function _num(v: unknown): number | undefined {
-  if (typeof v === 'number' && Number.isFinite(v)) return v
+  // Number.isFinite is false for anything that is not a number (no coercion).
+  if (Number.isFinite(v)) return v as number
   if (typeof v === 'string' && /^\s*\d+(\.\d+)?\s*$/.test(v)) return Number(v)
 }
 
 /** Epoch seconds from a number or digit string (read as ms when over 1e11), else `undefined`. */
 export function _epochSeconds(value: unknown): number | undefined {
   const n = _num(value)
-  return n !== undefined && n > 1e11 ? Math.floor(n / 1000) : n
+  return n && n > 1e11 ? Math.floor(n / 1000) : n
 }
 
 /** `refresh_in` (seconds from now) or `refresh_on` (epoch seconds) as epoch ms, if present. */
@@ -185,5 +177,5 @@ export function _parseRefreshAfter(
   const inSec = _num(body.refresh_in)
   if (inSec !== undefined) return nowMs + inSec * 1000
   const on = _num(body.refresh_on)
-  return on !== undefined ? on * 1000 : undefined
+  return on && on * 1000 // undefined stays undefined, 0 stays 0
 }

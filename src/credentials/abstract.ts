@@ -10,7 +10,10 @@ import { _scopeOf, type Cloud, type CloudName, resolveCloud } from '../clouds.ts
 import { type Env, resolveEnv } from '../env.ts'
 import { AmlAuthError } from '../errors.ts'
 import {
+  _aborted,
   _httpContext,
+  _invalidResponse,
+  _onAbort,
   _parseJsonObject,
   type FetchLike,
   type HttpContext,
@@ -45,7 +48,7 @@ export interface CredentialOptions {
 /** Per-call options of `getToken`, the `@azure/core-auth` `GetTokenOptions` subset we honour. */
 export interface GetTokenOptions {
   /** Ends the wait for this caller at once (a shared request continues for the others). */
-  abortSignal?: AbortSignal
+  abortSignal?: AbortSignal | undefined
   /** Claims challenge (CAE): forces a new token carrying these claims. */
   claims?: string
   /** Another tenant to get the token from, where the credential allows it. */
@@ -211,7 +214,8 @@ export abstract class AbstractAuthentication {
    * @returns the header object
    */
   async getAzureMLAuthenticationHeader(): Promise<{ Authorization: string }> {
-    return { Authorization: bearer(await this.getTokenForAudience(Audience.AZUREML)) }
+    // getToken reads an audience name as that audience's scope.
+    return { Authorization: bearer(await this.getToken(Audience.AZUREML)) }
   }
 
   /**
@@ -235,40 +239,42 @@ export abstract class AbstractAuthentication {
     options: { abortSignal?: AbortSignal } = {},
   ): Promise<SubscriptionInfo[]> {
     const signal = options.abortSignal
-    const base = this.cloud.resourceManager.replace(/\/?$/, '/')
+    // resolveCloud gives custom clouds a trailing slash; the built-in ones are bare origins or
+    // end in one: either way a relative path resolves under it.
+    const base = this.cloud.resourceManager
     const what = 'Azure Resource Manager'
     const out: SubscriptionInfo[] = []
-    let next: unknown = base + 'subscriptions?api-version=2022-12-01'
-    for (let page = 0; typeof next === 'string' && next; page++) {
-      const url = new URL(next, base)
-      if (url.origin !== new URL(base).origin || page >= 1000) {
-        throw new AmlAuthError(
-          'ERR_RESPONSE_INVALID',
-          `${what} sent a nextLink to another origin or over 1000 pages; check resourceManager`,
-        )
-      }
-      const token = (await this.getToken(undefined, signal && { abortSignal: signal })).token
+    let url = new URL('subscriptions?api-version=2022-12-01', base)
+    const origin = url.origin
+    for (let page = 1;; page++) {
+      const token = await this.getToken(undefined, options)
       const res = await sendRequest(this._http, {
         method: 'GET',
         url: url.href,
-        headers: { authorization: 'Bearer ' + token },
+        headers: { authorization: bearer(token) },
         what,
         signal,
       })
       if (res.status !== 200) {
-        throw _authError(res, { what, now: this._http.now(), secrets: [token] })
+        throw _authError(res, { what, now: this._http.now(), secrets: [token.token] })
       }
       const body = _parseJsonObject(res, what)
-      for (const s of Array.isArray(body.value) ? body.value : []) {
-        out.push(
-          Object.fromEntries(
-            ['subscriptionId', 'displayName', 'tenantId'].map((k) => [k, String(s?.[k] ?? '')]),
-          ) as unknown as SubscriptionInfo,
+      const values: Record<string, unknown>[] = Array.isArray(body.value) ? body.value : []
+      out.push(...values.map((s) =>
+        Object.fromEntries(
+          ['subscriptionId', 'displayName', 'tenantId'].map((k) => [k, String(s?.[k] ?? '')]),
+        ) as unknown as SubscriptionInfo
+      ))
+      const next = body.nextLink
+      if (typeof next !== 'string' || !next) return out
+      url = new URL(next, base)
+      if (url.origin !== origin || page >= 1000) {
+        throw _invalidResponse(
+          what,
+          'a nextLink to another origin or past 1000 pages; check resourceManager',
         )
       }
-      next = body.nextLink
     }
-    return out
   }
 
   /**
@@ -281,14 +287,13 @@ export abstract class AbstractAuthentication {
    */
   async fetch(input: string | URL | Request, init: SignedFetchInit = {}): Promise<Response> {
     const { audience, scopes, ...rest } = init
-    const signal = rest.signal ?? undefined
-    const token =
-      await (audience === undefined
-        ? this.getToken(scopes, signal && { abortSignal: signal })
-        : this.getTokenForAudience(audience))
+    const token = await this.getToken(
+      audience === undefined ? scopes : this._scopeForAudience(audience),
+      { abortSignal: rest.signal ?? undefined },
+    )
     const req = new Request(input, rest)
     req.headers.set('authorization', bearer(token))
-    return await this._http.fetch(req)
+    return this._http.fetch(req)
   }
 
   /** Forgets every cached token of this credential (its token source changed). */
@@ -315,8 +320,9 @@ export abstract class AbstractAuthentication {
 
   /** A description without secrets (also what `Deno.inspect` and `util.inspect` show). */
   toString(): string {
-    const fields = Object.entries(this.toJSON()).slice(1).filter(([, v]) => v !== undefined)
-    return `${this.constructor.name}(${fields.map(([k, v]) => `${k}=${v}`).join(', ')})`
+    const { type, ...fields } = this.toJSON()
+    const shown = Object.entries(fields).filter(([, v]) => v !== undefined)
+    return `${type}(${shown.map(([k, v]) => `${k}=${v}`).join(', ')})`
   }
 
   /** A JSON view without secrets. */
@@ -336,37 +342,31 @@ export abstract class AbstractAuthentication {
     return scopes.length ? _scopeKey(scopes) : this.#armScope
   }
 
-  #slow(key: string, options: GetTokenOptions = {}): Promise<AccessToken> {
+  // async so that a throw here (bad tenant, aborted signal) becomes a rejection; nothing to await.
+  // deno-lint-ignore require-await
+  async #slow(key: string, options: GetTokenOptions = {}): Promise<AccessToken> {
     const { abortSignal: signal, claims } = options
     const now = this._http.now
-    let p: Promise<AccessToken>
-    try {
-      if (signal?.aborted) throw aborted()
-      const partition = this.#part()
-      const tenant = options.tenantId === undefined
-        ? undefined
-        : this._resolveTenant(options.tenantId)
-      const request: TokenRequest = { scopes: key.split(' '), claims, tenantId: tenant }
-      const fullKey = (tenant === undefined ? '' : tenant + '|') + key
-      const load = () => this._requestToken(request)
-      // A claims challenge needs a new token; it then replaces the cached one for the scope.
-      const claimsKey = fullKey + '\0' + claims
-      p = claims === undefined
-        ? partition.get(fullKey, now, load)
-        : partition.get(claimsKey, now, load, true).then((t: AccessToken) => {
-          partition.delete(claimsKey)
-          partition.put(fullKey, t, now())
-          return t
-        })
-    } catch (e) {
-      return Promise.reject(e)
-    }
+    if (signal?.aborted) throw _aborted(REQUEST)
+    const partition = this.#part()
+    const tenant = options.tenantId === undefined
+      ? undefined
+      : this._resolveTenant(options.tenantId)
+    const fullKey = (tenant === undefined ? '' : tenant + '|') + key
+    const load = () => this._requestToken({ scopes: key.split(' '), claims, tenantId: tenant })
+    // A claims challenge needs a new token; it then replaces the cached one for the scope.
+    const claimsKey = fullKey + '\0' + claims
+    const p = claims === undefined
+      ? partition.get(fullKey, now, load)
+      : partition.get(claimsKey, now, load, true).then((t: AccessToken) => {
+        partition.delete(claimsKey)
+        partition.put(fullKey, t, now())
+        return t
+      })
     // Lets one caller stop waiting without cancelling the request others share.
     return signal
       ? new Promise((resolve, reject) => {
-        const onAbort = () => reject(aborted())
-        signal.addEventListener('abort', onAbort, { once: true })
-        p.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort))
+        p.then(resolve, reject).finally(_onAbort(signal, () => reject(_aborted(REQUEST))))
       })
       : p
   }
@@ -402,14 +402,11 @@ export function _switchTenant(
   if (configured === undefined || allowed.has('*') || allowed.has(t)) return tenantId
   throw new AmlAuthError(
     'ERR_TENANT_NOT_ALLOWED',
-    `This credential is not configured to get tokens for tenant '${tenantId}'; add it to ` +
-      `${allowedName} (or "*" to allow any tenant) to allow it`,
+    `Not allowed: tenant '${tenantId}'; add it to ${allowedName} (or "*" for any tenant)`,
   )
 }
 
-function aborted(): AmlAuthError {
-  return new AmlAuthError('ERR_ABORTED', 'The token request was aborted by the caller')
-}
+const REQUEST = 'The token request'
 
 function bearer(t: AccessToken): string {
   return 'Bearer ' + t.token
