@@ -51,7 +51,7 @@ export function _isLoopback(hostname: string): boolean {
 export function _checkEndpoint(value: unknown, option: string, allowHttp = false): string {
   let url: URL
   try {
-    // URL() reads a string or a URL; anything else stringifies to something that is not one.
+    // URL() stringifies its input; only the checked href below is used from here on.
     url = new URL(value as string)
   } catch {
     throw new TypeError(`${option} is not a valid URL`)
