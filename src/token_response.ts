@@ -63,7 +63,7 @@ export function _refusal(
   const m = description?.match(/AADSTS(\d+)/)
   const codes = fields.errorCodes ? [...fields.errorCodes] : m ? [Number(m[1])] : []
   // `.` matches no line break: this is the first line.
-  const firstLine = description?.match(/.*/)![0].replace(/\.+$/, '')
+  const firstLine = description?.match(/.*/)?.[0].replace(/\.+$/, '')
   const advice = opts.advice?.(codes, error)
   const inParens = [status && `status ${status}`, error].filter(Boolean).join(', ')
   return new AuthenticationError(
