@@ -153,10 +153,17 @@ const imports = {
     azure: await importTime('node', '@azure/identity'),
   },
   denoDist: await importTime('deno', `file://${DIST}`),
+  // One credential's own entry (what a `@aml-edge/auth/service-principal` import loads); one at
+  // a time, like every other measurement here.
+  subpaths: {} as Record<string, ImportTime | string>,
   empty: {
     deno: await importTime('deno', `file://${EMPTY}`),
     node: await importTime('node', `file://${EMPTY}`),
   },
+}
+
+for (const name of ['service_principal', 'msi', 'core']) {
+  imports.subpaths[name] = await importTime('deno', `file://${ROOT}src/public/${name}.ts`)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -539,6 +546,14 @@ console.log('| --- | ---: |')
 console.log(
   `| import of the ESM build in Deno (ms, median of 5) | ${imp(imports.denoDist, 'importMs')} |`,
 )
+for (const [name, t] of Object.entries(imports.subpaths)) {
+  const entry = name.replace('_', '-')
+  console.log(
+    `| import of the \`/${entry}\` entry in Deno, source (ms, median of 5) | ${
+      imp(t, 'importMs')
+    } |`,
+  )
+}
 console.log(
   `| 60 s tokens, 100 calls over 48 s of fake time (\`now\` option): upstream requests | ${
     fake48.ok ? fake48Count.requests : `fails: ${fake48.error}`
