@@ -147,4 +147,11 @@ if (args.includes('--json')) {
 const missed = measures.filter((m) =>
   m.target !== undefined && m.via === 'mod.ts' && m.gzip > m.target
 )
-if (args.includes('--check') && missed.length > 0) Deno.exit(1)
+if (args.includes('--check') && missed.length > 0) {
+  for (const m of missed) {
+    console.error(
+      `bundle budget missed: (${m.id}) ${m.what}: ${fmt(m.gzip)} B gzip > ${fmt(m.target!)}`,
+    )
+  }
+  Deno.exit(1)
+}

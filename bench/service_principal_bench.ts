@@ -109,7 +109,7 @@ Deno.bench('RSA-PSS SHA-256 sign, 4096-bit', { group: 'sign' }, async () => {
   await crypto.subtle.sign({ name: 'RSA-PSS', saltLength: 32 }, key4096, payload)
 })
 
-Deno.bench('construct a certificate credential (sync PEM parse + thumbprint)', {
+Deno.bench('construct a certificate credential (sync PEM parse and key match, RSA-4096)', {
   group: 'construct',
 }, () => {
   new ServicePrincipalAuthentication({
