@@ -53,20 +53,26 @@ export interface _ClientAuth {
 export const _certificates: WeakMap<object, _ClientAuth> = /* @__PURE__ */ new WeakMap()
 
 /**
- * `client_secret` authentication. The fingerprint (for the cache identity) is a polynomial hash of
- * the secret modulo the prime 2^48 - 59 (every step stays below 2^53, so it is exact). Not
- * cryptographic, and it need not be: the identity is an in-memory Map key (and the cache hashes
- * store names with SHA-256 again), so it must separate different secrets, not resist an attacker
- * who could choose them. The secret itself never enters the identity.
+ * `client_secret` authentication. The fingerprint (for the cache identity) is 64 bits from two
+ * independent 32-bit multiply-xor lanes (FNV-1a and a murmur-style multiplier) over a
+ * domain-separated string. Not cryptographic (a sync SHA-256 would not fit the secret-only bundle
+ * budget), but neither lane is linear, so equal fingerprints cannot be written by hand the way a
+ * small-base polynomial hash allows ("Aa" and "BB"); the value is never shown (the cache keeps it
+ * in private state, store names are SHA-256 hashes of it), and the secret never enters it.
  *
  * @param secret the client secret (checked non-empty by the caller)
  */
 export function _secretAuth(secret: string): _ClientAuth {
-  let h = 0
-  for (const ch of secret) h = (h * 31 + ch.codePointAt(0)!) % 281474976710597
+  let a = 0x811c9dc5
+  let b = 0x9747b28c
+  for (const ch of 'sp-secret\0' + secret) {
+    const c = ch.codePointAt(0)!
+    a = Math.imul(a ^ c, 0x01000193)
+    b = Math.imul(b ^ c, 0x5bd1e995) ^ b >>> 15
+  }
   return {
     kind: 'secret',
-    fingerprint: '' + h,
+    fingerprint: (a >>> 0).toString(36) + '.' + (b >>> 0).toString(36),
     send: (request) => request({ client_secret: secret }),
   }
 }

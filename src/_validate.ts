@@ -100,7 +100,9 @@ export function _checkKinds(
         : Number.isFinite(v) && (kind === '+' ? (v as number) > 0 : (v as number) >= 0) &&
           (kind !== '1' || (v as number) % 1 === 0))
     ) {
-      throw new (kind > '9' ? TypeError : RangeError)(`${prefix + k} must be ${WANT[kind]}`)
+      // A wrong type (function, object) is a TypeError; a number out of range a RangeError.
+      const E = kind === 'f' || kind === 'o' ? TypeError : RangeError
+      throw new E(`${prefix + k} must be ${WANT[kind]}`)
     }
   }
 }

@@ -152,8 +152,13 @@ export class AuthenticationError extends AmlAuthError {
     // details has no `cause`: Error reads nothing else from it, AmlAuthError only `status`.
     super('ERR_AUTHENTICATION', message, details)
     this.name = 'AuthenticationError'
-    Object.assign(this, details)
-    Object.defineProperty(this, 'response', { value: details.response, enumerable: false })
+    // By name, not by spreading `details`: only these fields may ever reach JSON or inspection.
+    for (
+      const k of ['error', 'errorDescription', 'errorCodes', 'traceId', 'correlationId'] as const
+    ) {
+      if (details[k] !== undefined) Object.assign(this, { [k]: details[k] })
+    }
+    Object.defineProperty(this, 'response', { value: details.response })
   }
 }
 

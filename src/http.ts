@@ -150,10 +150,11 @@ export function _httpContext(options: {
  * `Retry-After` as seconds or an HTTP date. `undefined` when absent or unreadable.
  */
 export function _retryAfterMs(headers: Headers, nowMs: number): number | undefined {
-  const names = ['retry-after-ms', 'x-ms-retry-after-ms', 'retry-after']
-  for (const [i, name] of names.entries()) {
+  // Each header with the factor that turns its number into ms.
+  const names = [['retry-after-ms', 1], ['x-ms-retry-after-ms', 1], ['retry-after', 1000]] as const
+  for (const [name, factor] of names) {
     const v = headers.get(name)?.trim()
-    if (v && /^\d+(\.\d+)?$/.test(v)) return Number(v) * (i > 1 ? 1000 : 1)
+    if (v && /^\d+(\.\d+)?$/.test(v)) return Number(v) * factor
   }
   const date = Date.parse(headers.get('retry-after') as string) // NaN for null too
   return Number.isNaN(date) ? undefined : Math.max(0, date - nowMs)

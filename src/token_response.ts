@@ -147,9 +147,9 @@ export function _parseExpiry(
 ): number {
   const on = body.expires_on ?? body.expiresOn
   if (on !== undefined && on !== null && on !== '') {
-    return parse(on) ?? (() => {
-      throw _invalidResponse(what, 'expires_on is not a number or date')
-    })()
+    const exp = parse(on)
+    if (exp === undefined) throw _invalidResponse(what, 'expires_on is not a number or date')
+    return exp
   }
   const inSec = _num(body.expires_in)
   if (inSec !== undefined) return Math.floor(nowMs / 1000) + inSec

@@ -27,6 +27,14 @@ Deno.test('AuthenticationError keeps the raw response out of JSON and keys', () 
   assertEquals('response' in json, false)
 })
 
+Deno.test('AuthenticationError carries only the named service fields', () => {
+  const details = { status: 400, error: 'invalid_grant', traceId: undefined, extra: 'held-token' }
+  const e = new AuthenticationError('refused', details as never)
+  assertEquals(Object.keys(e), ['name', 'code', 'status', 'error'])
+  assert(!JSON.stringify(e).includes('held-token'))
+  assert(!Deno.inspect(e).includes('held-token') && !Deno.inspect(e).includes('traceId'))
+})
+
 Deno.test('_redact() removes secrets echoed by a server', () => {
   assertEquals(
     _redact('bad secret abcd1234 given', ['abcd1234', undefined]),

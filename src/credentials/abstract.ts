@@ -268,12 +268,10 @@ export abstract class AbstractAuthentication {
       const next = body.nextLink
       if (typeof next !== 'string' || !next) return out
       url = new URL(next, base)
-      if (url.origin !== origin || page >= 1000) {
-        throw _invalidResponse(
-          what,
-          'a nextLink to another origin or past 1000 pages; check resourceManager',
-        )
+      if (url.origin !== origin) {
+        throw _invalidResponse(what, 'a nextLink to another origin (the token stays on ARM)')
       }
+      if (page >= 1000) throw _invalidResponse(what, 'over 1000 pages; check resourceManager')
     }
   }
 

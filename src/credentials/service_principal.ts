@@ -156,8 +156,11 @@ export class ServicePrincipalAuthentication extends AbstractAuthentication {
     const clientId = _checkString(options[ID], ID)
     if (/\s|[^ -\uffff]/.test(clientId)) bad(ID + ' must be the application (client) id')
     const host = options[HOST]
-    // The cloud's host is already checked (an https URL without a trailing slash).
-    const authority = host !== undefined ? _checkAuthority(host, HOST) : this.cloud.activeDirectory
+    // A custom cloud's host went through _checkEndpoint only: check it as an authority too.
+    const authority = _checkAuthority(
+      host ?? this.cloud.activeDirectory,
+      host !== undefined ? HOST : 'cloud.activeDirectory',
+    )
     const allowed = _checkAllowedTenants(options[ALLOWED], ALLOWED)
     const allowedName = internal?.allowedName ?? ALLOWED
     const auth = internal?.auth ?? clientAuthFrom(options)
@@ -168,9 +171,9 @@ export class ServicePrincipalAuthentication extends AbstractAuthentication {
     const advice = entraAdvice(names, auth.advice)
     const http = this._http
 
-    // See _cacheIdentity. The kinds' fingerprints cannot meet: a secret's is digits only, a
-    // certificate's starts with `c:` (`f:` from a file), a token file's with `w:`, a callback's
-    // is a UUID.
+    // See _cacheIdentity. The kinds' fingerprints cannot meet: a secret's is two base-36 numbers
+    // joined by `.`, a certificate's starts with `c:` (`f:` from a file), a token file's with
+    // `w:`, a callback's is a UUID.
     this.#identity = `sp|${authority}|${tenantId}|${clientId}|`.toLowerCase() + auth.fingerprint
     // Tenant, client id, credential kind and authority host: never a secret.
     this.#fields = { [TENANT]: tenantId, [ID]: clientId, credential: kind, [HOST]: authority }

@@ -4,6 +4,7 @@ import {
   assertExists,
   assertNotStrictEquals,
   assertRejects,
+  assertStringIncludes,
   assertThrows,
 } from '@std/assert'
 import {
@@ -82,7 +83,18 @@ Deno.test('listSubscriptions() refuses a nextLink to another origin', async () =
   )
   const e = await assertRejects(() => credential(srv.origin).listSubscriptions(), AmlAuthError)
   assertEquals(e.code, 'ERR_RESPONSE_INVALID')
+  assertStringIncludes(e.message, 'a nextLink to another origin')
   assertEquals(srv.requests.length, 1)
+})
+
+Deno.test('listSubscriptions() stops after 1000 pages that keep linking on', async () => {
+  await using srv = serveLoopback((req) =>
+    Response.json({ value: [], nextLink: `${new URL(req.url).origin}/subscriptions?page=n` })
+  )
+  const e = await assertRejects(() => credential(srv.origin).listSubscriptions(), AmlAuthError)
+  assertEquals(e.code, 'ERR_RESPONSE_INVALID')
+  assertStringIncludes(e.message, 'over 1000 pages')
+  assertEquals(srv.requests.length, 1000)
 })
 
 Deno.test('listSubscriptions() turns an ARM refusal into AuthenticationError without the token', async () => {

@@ -1256,6 +1256,43 @@ Deno.test('no secret appears in toString, JSON.stringify or Deno.inspect of any 
 // ---------------------------------------------------------------------------------------------
 // Cache identity
 
+Deno.test('secrets that a polynomial hash would confuse ("Aa" vs "BB") never share a token', async () => {
+  const client = '5d1e2d3c-4b5a-4697-8887-1a2b3c4d5e6a'
+  await using emu = await startEmulator({
+    config: { clients: [{ clientId: client, tenantId: TENANT, secrets: ['s3cret-Aa-0001'] }] },
+  })
+  const cache = createTokenCache()
+  const make = (secret: string) =>
+    secretCredential(emu, { cache, servicePrincipalId: client, servicePrincipalPassword: secret })
+  await make('s3cret-Aa-0001').getToken()
+  const e = await assertRejects(() => make('s3cret-BB-0001').getToken(), AuthenticationError)
+  assertEquals(e.errorCodes, [7000215])
+  assertEquals(tokenRequests(emu).length, 2, 'the second secret went to Entra and was refused')
+})
+
+Deno.test("ServicePrincipalAuthentication() checks a custom cloud's host as an authority", () => {
+  const cloud: Cloud = {
+    name: 'Contoso',
+    activeDirectory: 'https://login.contoso.example/?x=1',
+    resourceManager: 'https://management.contoso.example/',
+    activeDirectoryResourceId: 'https://management.core.contoso.example/',
+    amlResourceId: 'https://ml.contoso.example',
+  }
+  const e = assertThrows(
+    () =>
+      new ServicePrincipalAuthentication({
+        tenantId: TENANT,
+        servicePrincipalId: DEMO.clientId,
+        servicePrincipalPassword: 's3cret-value',
+        cloud,
+        env: {},
+        fetch: noFetch,
+      }),
+    TypeError,
+  )
+  assertStringIncludes(e.message, 'cloud.activeDirectory must be the authority host')
+})
+
 Deno.test('credentials share cached tokens only when client, tenant, authority and secret match', async () => {
   await using emu = await emulator()
   const cache = createTokenCache()
